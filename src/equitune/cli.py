@@ -1,0 +1,217 @@
+"""The ``equitune`` command line. Each subcommand parses its flags and calls a plain typed function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from equitune.errors import ConfigError, EquituneError
+
+app = typer.Typer(
+    name="equitune",
+    help="Turn an open LLM into a grounded equity-research assistant and serve it with Ollama.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Show or validate the resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+# Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+log = logging.getLogger("equitune.cli")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Config file (JSON or YAML); default ./finetune_config.json.")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value, e.g. --set training.batch_size=8 (repeatable)."),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ProviderOption = Annotated[
+    str | None, typer.Option("--provider", help="Market-data provider: embedded, csv, yfinance, edgar.")
+]
+CsvFileOption = Annotated[Path | None, typer.Option("--csv-file", help="Fundamentals file for --provider csv.")]
+CsvMappingOption = Annotated[
+    str | None, typer.Option("--csv-mapping", help="Column-mapping preset for --provider csv (e.g. sp500).")
+]
+
+
+def _load(
+    config: Path | None,
+    sets: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Any:
+    """Resolve the config (defaults < file < flags) and start logging into its logs folder."""
+    from equitune.config import load_config, parse_override
+    from equitune.logging_setup import setup_logging
+
+    overrides = dict(parse_override(item) for item in (sets or []))
+    overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
+    cfg = load_config(config, overrides)
+    setup_logging(cfg.paths.logs)
+    return cfg
+
+
+def _market_overrides(provider: str | None, csv_file: Path | None, csv_mapping: str | None) -> dict[str, Any]:
+    return {
+        "market.provider": provider,
+        "market.csv_file": str(csv_file) if csv_file else None,
+        "market.csv_mapping": csv_mapping,
+    }
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------- companies
+
+
+@app.command()
+def companies(
+    sector: Annotated[str | None, typer.Option("--sector", "-s", help="GICS sector (aliases: technology...).")] = None,
+    as_json: JsonFlag = False,
+    config: ConfigOption = None,
+    provider: ProviderOption = None,
+    csv_file: CsvFileOption = None,
+    csv_mapping: CsvMappingOption = None,
+) -> None:
+    """List the companies the configured provider holds (the embedded snapshot by default)."""
+    from equitune.market.sectors import resolve_sector
+    from equitune.market.service import load_universe, provider_from_config
+
+    cfg = _load(config, extra=_market_overrides(provider, csv_file, csv_mapping))
+    wanted = resolve_sector(sector) if sector else None
+    source = provider_from_config(cfg.market)
+    rows = sorted(
+        (c for c in load_universe(source) if wanted is None or c.sector == wanted), key=lambda c: c.ticker
+    )
+    if as_json:
+        _print_json(
+            [
+                {
+                    "ticker": c.ticker,
+                    "name": c.name,
+                    "sector": c.sector,
+                    "sub_industry": c.sub_industry,
+                    "price": c.price,
+                    "market_cap": c.market_cap,
+                    "latest_fiscal_year": c.financials[0].fiscal_year if c.financials else None,
+                    "status": c.status,
+                    "source": c.source,
+                }
+                for c in rows
+            ]
+        )
+        return
+    table = Table(title=f"{len(rows)} companies ({source.name}{', ' + wanted if wanted else ''})")
+    for column in ("Ticker", "Name", "Sector", "Sub-industry", "Price", "Mkt cap ($bn)", "FY", "Status"):
+        table.add_column(column, justify="right" if column in {"Price", "Mkt cap ($bn)", "FY"} else "left")
+    for c in rows:
+        table.add_row(
+            c.ticker,
+            c.name,
+            c.sector,
+            c.sub_industry,
+            f"{c.price:,.2f}" if c.price else "-",
+            f"{c.market_cap / 1000:,.1f}" if c.market_cap else "-",
+            str(c.financials[0].fiscal_year) if c.financials else "-",
+            c.status,
+        )
+    console.print(table)
+
+
+# --------------------------------------------------------------------------------------------------- analyze
+
+
+@app.command()
+def analyze(
+    ticker: Annotated[str, typer.Argument(help="Ticker, e.g. AAPL.")],
+    as_json: JsonFlag = False,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    provider: ProviderOption = None,
+    csv_file: CsvFileOption = None,
+    csv_mapping: CsvMappingOption = None,
+) -> None:
+    """Ratios, WACC, DCF with sensitivity, comparables, price target, upside and rating for one company."""
+    from equitune.finance import analyze_company
+    from equitune.market.service import load_universe, provider_from_config
+    from equitune.report.analysis_view import render_analysis
+
+    cfg = _load(config, sets, _market_overrides(provider, csv_file, csv_mapping))
+    source = provider_from_config(cfg.market)
+    company = source.get(ticker)
+    result = analyze_company(company, load_universe(source), cfg.valuation)
+    log.debug("analyzed %s with provider %s", company.ticker, source.name)
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        render_analysis(result, console)
+
+
+# --------------------------------------------------------------------------------------------------- config
+
+
+@config_app.command("show")
+def config_show(
+    file: Annotated[Path | None, typer.Argument(help="Config file; default ./finetune_config.json.")] = None,
+    sets: SetOption = None,
+) -> None:
+    """Print the resolved configuration (defaults < file < --set overrides) as JSON."""
+    from equitune.config import config_json, load_config, parse_override
+
+    overrides = dict(parse_override(item) for item in (sets or []))
+    sys.stdout.write(config_json(load_config(file, overrides)))
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[Path | None, typer.Argument(help="Config file; default ./finetune_config.json.")] = None,
+) -> None:
+    """Check a config file; exit 1 with every problem named (key, line, allowed values) when invalid."""
+    from equitune.config import DEFAULT_CONFIG_FILE, load_config
+
+    load_config(file)
+    shown = file or (DEFAULT_CONFIG_FILE if Path(DEFAULT_CONFIG_FILE).is_file() else "defaults")
+    console.print(f"[green]OK[/green] {shown} is a valid equitune configuration.")
+
+
+# --------------------------------------------------------------------------------------------------- entry
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and turn equitune's own errors into one clear message and exit code 1."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except EquituneError as exc:
+        label = "Configuration error" if isinstance(exc, ConfigError) else "Error"
+        err_console.print(f"[bold red]{label}:[/bold red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    except typer.Exit as exc:
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""Typed configuration: defaults < config file (JSON or YAML) < command-line overrides.
+
+The file format is the original design's ``finetune_config.json``: ``model_selection``, ``lora_config``,
+``training``, ``paths``, plus ``market`` (where fundamentals come from) and ``valuation`` (the finance
+engine's assumptions). Every model forbids unknown keys, so a misspelt key is an error that names the
+key, the file (and line) and the closest valid key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from equitune.errors import ConfigError
+from equitune.finance.assumptions import ValuationAssumptions
+from equitune.io import atomic_write_text
+
+DEFAULT_CONFIG_FILE = "finetune_config.json"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSelection(_Section):
+    """Which base model to fine-tune, and named alternatives a user can switch to."""
+
+    base_model: str = Field(
+        "llama3.1:8b",
+        min_length=1,
+        description="Base model: 'smollm2:135m' (embedded), an Ollama name, a .gguf path or a Hugging Face id.",
+    )
+    alternatives: dict[str, str] = Field(
+        default_factory=lambda: {"fast": "llama2:7b", "quality": "llama3.1:70b", "efficient": "mistral:7b"},
+        description="Named alternative base models (fast, quality, efficient, ...).",
+    )
+
+
+class LoraConfig(_Section):
+    """Low-rank adapter settings."""
+
+    rank: int = Field(16, ge=1, le=1024, description="LoRA rank r.")
+    alpha: float = Field(32, gt=0, le=4096, description="LoRA scaling alpha (effective scale alpha / rank).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        min_length=1,
+        description="Names of the linear layers that get adapters.",
+    )
+
+
+class TrainingConfig(_Section):
+    """Optimisation hyperparameters (the original design's values are the defaults)."""
+
+    learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate.")
+    batch_size: int = Field(4, ge=1, le=4096, description="Examples per micro-batch on each device.")
+    num_epochs: float = Field(3, gt=0, le=1000, description="Passes over the training set (ignored if max_steps).")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up of the learning rate, in optimiser steps.")
+    gradient_accumulation_steps: int = Field(8, ge=1, le=4096, description="Micro-batches per optimiser step.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (overrides epochs).")
+    max_seq_length: int = Field(2048, ge=16, le=1_048_576, description="Longer examples are truncated (reported).")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    seed: int = Field(42, ge=0, description="Seed for data order and adapter initialisation.")
+
+
+class PathsConfig(_Section):
+    """Where each stage writes; relative paths are relative to the working directory."""
+
+    training_data: Path = Field(Path("training_data"), description="Generated training data (JSONL, stats).")
+    finetuned_models: Path = Field(Path("finetuned_models"), description="Adapters, merged models, GGUF files.")
+    evaluation_results: Path = Field(Path("evaluation_results"), description="Evaluation runs and reports.")
+    finetuning_workflow: Path = Field(Path("finetuning_workflow"), description="Workflow state and reports.")
+    logs: Path = Field(Path("logs"), description="Log files (ollama_equity_research.log).")
+
+
+class MarketConfig(_Section):
+    """Where company fundamentals come from."""
+
+    provider: Literal["embedded", "csv", "yfinance", "edgar"] = Field(
+        "embedded", description="Market-data provider; 'embedded' works offline."
+    )
+    csv_file: Path | None = Field(None, description="Fundamentals file for the 'csv' provider.")
+    csv_mapping: str | None = Field(None, description="Column-mapping preset for the 'csv' provider, e.g. 'sp500'.")
+    cache_dir: Path | None = Field(None, description="On-disk cache of the live providers.")
+    user_agent: str | None = Field(None, description="User-Agent for SEC EDGAR (name and contact e-mail).")
+
+
+class EquituneConfig(_Section):
+    """The whole resolved configuration."""
+
+    model_selection: ModelSelection = Field(default_factory=ModelSelection, description="Base model choice.")
+    lora_config: LoraConfig = Field(default_factory=LoraConfig, description="LoRA adapter settings.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training hyperparameters.")
+    paths: PathsConfig = Field(default_factory=PathsConfig, description="Output folders.")
+    market: MarketConfig = Field(default_factory=MarketConfig, description="Fundamentals provider.")
+    valuation: ValuationAssumptions = Field(
+        default_factory=ValuationAssumptions, description="Finance-engine assumptions (WACC, DCF, bands)."
+    )
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Parse a JSON or YAML config file into a dict; syntax errors name the file and line."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"Config file not found: {file}")
+    text = file.read_text(encoding="utf-8")
+    if file.suffix.lower() in {".yaml", ".yml"}:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{file}{where}: invalid YAML: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{file}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be an object of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Split a command-line override 'section.key=value'; the value is read as JSON when it parses."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"Override '{item}' must look like section.key=value")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``data`` with dotted-key overrides set (``{"training.batch_size": 8}``)."""
+    result = json.loads(json.dumps(data, default=str))
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = result
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"Override '{dotted}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> EquituneConfig:
+    """Resolve the configuration: defaults, then ``path`` (or ./finetune_config.json when it exists), then
+    ``overrides`` (dotted keys, e.g. from command-line flags). Errors name the file, key and allowed values."""
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    data = read_config_file(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{source} + command line"
+    try:
+        return EquituneConfig.model_validate(data)
+    except ValidationError as exc:
+        text = Path(path).read_text(encoding="utf-8") if path is not None else ""
+        messages = [_explain(err, source, text) for err in exc.errors()]
+        raise ConfigError("Invalid configuration:\n" + "\n".join(f"  - {m}" for m in messages)) from None
+
+
+def save_config(config: EquituneConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the resolved configuration as JSON (atomically), e.g. beside an artefact it produced."""
+    return atomic_write_text(path, config_json(config))
+
+
+def config_json(config: EquituneConfig) -> str:
+    """The configuration as pretty JSON text."""
+    return json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------- errors
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that holds the field at ``loc`` (None past dicts and lists)."""
+    model: type[BaseModel] = EquituneConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _allowed_range(loc: tuple[str | int, ...]) -> str | None:
+    """'0 < value <= 1' style description of a numeric field's bounds, from its metadata."""
+    model = _model_at(loc)
+    field = model.model_fields.get(str(loc[-1])) if model is not None else None
+    if field is None:
+        return None
+    low = high = ""
+    for meta in field.metadata:
+        if isinstance(meta, annotated_types.Ge):
+            low = f"{meta.ge} <= "
+        elif isinstance(meta, annotated_types.Gt):
+            low = f"{meta.gt} < "
+        elif isinstance(meta, annotated_types.Le):
+            high = f" <= {meta.le}"
+        elif isinstance(meta, annotated_types.Lt):
+            high = f" < {meta.lt}"
+    return f"{low}value{high}" if (low or high) else None
+
+
+def _line_of(text: str, key: str) -> int | None:
+    """First line of a config file that mentions ``key`` as a key (JSON or YAML), 1-based."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith((f'"{key}"', f"{key}:", f"'{key}'")):
+            return number
+    return None
+
+
+def _explain(err: Any, source: str, text: str) -> str:
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    line = _line_of(text, str(loc[-1])) if loc and text else None
+    where = f"{source}, line {line}" if line else source
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        valid = sorted(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{where}: unknown key '{dotted}'{hint} Valid keys here: {', '.join(valid)}."
+    value = err.get("input")
+    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{...}"
+    allowed = _allowed_range(loc)
+    rng = f" (allowed range: {allowed})" if allowed else ""
+    return f"{where}: {dotted} = {shown} is invalid: {err['msg']}{rng}."

@@ -1,0 +1,100 @@
+"""The original design's four scripts, as thin argument parsers over equitune's functions.
+
+Stages not built yet say so and exit with status 2, after checking their flags, so scripts written
+against the original interface fail loudly rather than silently doing something else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from equitune.errors import EquituneError
+
+NOT_YET = 2
+
+
+def _not_available(stage: str) -> int:
+    sys.stderr.write(f"{stage} is not available in equitune {_version()} yet; see README.md for what is.\n")
+    return NOT_YET
+
+
+def _version() -> str:
+    from equitune import __version__
+
+    return __version__
+
+
+def create_training_data_main(argv: Sequence[str] | None = None) -> int:
+    """``python create_training_data.py``: generate the training set with the original design's defaults."""
+    parser = argparse.ArgumentParser(prog="create_training_data.py", description=create_training_data_main.__doc__)
+    parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
+    parser.parse_args(argv)
+    return _not_available("Training-data generation")
+
+
+def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
+    """``python finetune_ollama.py``: LoRA fine-tuning and Ollama model creation."""
+    parser = argparse.ArgumentParser(prog="finetune_ollama.py", description=finetune_ollama_main.__doc__)
+    parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
+    parser.add_argument("--create-model", action="store_true", help="export and register the model with Ollama")
+    parser.add_argument("--name", help="Ollama model name[:tag] (default equity_research_llama)")
+    parser.add_argument("--use-qlora", action="store_true", help="QLoRA (4-bit base weights, CUDA)")
+    parser.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base model in 4 bits")
+    parser.add_argument("--distributed", action="store_true", help="data-parallel training over several GPUs")
+    parser.add_argument("--gpus", type=int, default=None, help="number of GPUs for --distributed")
+    parser.add_argument("--continue-training", action="store_true", help="continue from a finished adapter")
+    parser.add_argument("--new-data", type=Path, help="JSONL of new examples for --continue-training")
+    args = parser.parse_args(argv)
+    if args.gpus is not None and args.gpus < 1:
+        parser.error("--gpus must be at least 1")
+    if args.new_data and not args.continue_training:
+        parser.error("--new-data needs --continue-training")
+    _load_or_exit(args.config)
+    return _not_available("Model export and Ollama creation" if args.create_model else "LoRA fine-tuning")
+
+
+def evaluate_model_main(argv: Sequence[str] | None = None) -> int:
+    """``python evaluate_model.py MODEL...``: score models on held-out equity-research prompts."""
+    parser = argparse.ArgumentParser(prog="evaluate_model.py", description=evaluate_model_main.__doc__)
+    parser.add_argument("models", nargs="+", help="model names (Ollama names or registry entries)")
+    parser.add_argument("--benchmark", action="store_true", help="compare the fine-tuned model with its base")
+    parser.add_argument("--compare", action="store_true", help="table of all the given models")
+    parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
+    args = parser.parse_args(argv)
+    _load_or_exit(args.config)
+    return _not_available("Evaluation")
+
+
+def run_complete_finetuning_main(argv: Sequence[str] | None = None) -> int:
+    """``python run_complete_finetuning.py``: the whole workflow; ``--validate-only`` checks the set-up."""
+    parser = argparse.ArgumentParser(
+        prog="run_complete_finetuning.py", description=run_complete_finetuning_main.__doc__
+    )
+    parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
+    parser.add_argument("--validate-only", action="store_true", help="check packages, disk, RAM and config")
+    args = parser.parse_args(argv)
+    config = _load_or_exit(args.config)
+    if args.validate_only:
+        free_gb = shutil.disk_usage(Path.cwd()).free / 1e9
+        print(f"[ok] configuration valid (base model {config.model_selection.base_model})")
+        print(f"[ok] free disk space {free_gb:.1f} GB")
+        from equitune.market.service import load_universe, provider_from_config
+
+        universe = load_universe(provider_from_config(config.market))
+        print(f"[ok] market data: {len(universe)} companies from provider '{config.market.provider}'")
+        return 0
+    return _not_available("The complete workflow")
+
+
+def _load_or_exit(path: Path | None):  # type: ignore[no-untyped-def]
+    from equitune.config import load_config
+
+    try:
+        return load_config(path)
+    except EquituneError as exc:
+        sys.stderr.write(f"Configuration error: {exc}\n")
+        raise SystemExit(1) from None

@@ -1,0 +1,150 @@
+"""The equitune command line, driven through its entry point as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from equitune.cli import main
+from equitune.market.providers.embedded import load_snapshot
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_companies_json_lists_the_snapshot(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "companies", "--json")
+    rows = json.loads(out)
+    assert code == 0
+    assert [r["ticker"] for r in rows] == sorted(load_snapshot())
+    assert (in_tmp / "logs" / "ollama_equity_research.log").is_file()
+
+
+def test_companies_sector_alias(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "companies", "--sector", "technology", "--json")
+    rows = json.loads(out)
+    assert code == 0 and rows
+    assert {r["sector"] for r in rows} == {"Information Technology"}
+    assert "AAPL" in {r["ticker"] for r in rows}
+
+
+def test_companies_table(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "companies", "--sector", "Information Technology")
+    assert code == 0
+    assert "AAPL" in out and "Apple Inc." in out
+
+
+def test_unknown_sector_is_a_clear_error(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "companies", "--sector", "crypto")
+    assert code == 1 and out == ""
+    assert "Unknown sector 'crypto'" in err and "Information Technology" in err
+
+
+def test_config_show_prints_resolved_config(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "config", "show", "--set", "training.batch_size=8")
+    shown = json.loads(out)
+    assert code == 0
+    assert shown["training"]["batch_size"] == 8
+    assert shown["lora_config"]["rank"] == 16
+
+
+def test_config_validate_ok_and_bad(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = in_tmp / "good.json"
+    good.write_text('{"lora_config": {"rank": 8}}')
+    code, out, _ = run_cli(capsys, "config", "validate", str(good))
+    assert code == 0 and "valid" in out
+    bad = in_tmp / "bad.json"
+    bad.write_text('{"lora_config": {"rnk": 8}}')
+    code, _, err = run_cli(capsys, "config", "validate", str(bad))
+    assert code == 1
+    assert "lora_config.rnk" in err and "did you mean 'rank'" in err and "bad.json" in err
+
+
+def test_unknown_ticker(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "analyze", "APPL")
+    assert code == 1
+    assert "Unknown ticker 'APPL'" in err and "AAPL" in err
+
+
+def test_console_script_runs(in_tmp: Path) -> None:
+    exe = Path(sys.executable).with_name("equitune")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    for command in ("companies", "analyze", "config"):
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "code"),
+    [
+        ("create_training_data.py", [], 2),
+        ("finetune_ollama.py", ["--use-qlora", "--4bit", "--gpus", "2", "--distributed"], 2),
+        ("finetune_ollama.py", ["--create-model", "--name", "my_equity_model"], 2),
+        ("evaluate_model.py", ["m1", "m2", "--compare"], 2),
+        ("run_complete_finetuning.py", ["--validate-only"], 0),
+        ("finetune_ollama.py", ["--new-data", "x.jsonl"], 2),
+        ("finetune_ollama.py", ["--bogus"], 2),
+    ],
+)
+def test_original_scripts_accept_their_flags(
+    in_tmp: Path, repo_root: Path, script: str, args: list[str], code: int
+) -> None:
+    result = subprocess.run(
+        [sys.executable, str(repo_root / script), *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == code, result.stderr
+    if script == "run_complete_finetuning.py":
+        assert "[ok] configuration valid" in result.stdout
+    elif "--bogus" in args or "--new-data" in args:
+        assert "error:" in result.stderr
+    else:
+        assert "not available" in result.stderr
+
+
+def test_original_scripts_reject_bad_config(in_tmp: Path, repo_root: Path) -> None:
+    (in_tmp / "finetune_config.json").write_text('{"lora_config": {"rank": 0}}')
+    result = subprocess.run(
+        [sys.executable, str(repo_root / "run_complete_finetuning.py"), "--validate-only"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "lora_config.rank = 0" in result.stderr
+
+
+def test_analyze_json_is_the_engine_output(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "analyze", "AAPL", "--json")
+    result = json.loads(out)
+    assert code == 0
+    target = result["target"]
+    assert result["ticker"] == "AAPL" and result["fiscal_year"] == 2024
+    assert target["upside"] == pytest.approx(target["price_target"] / target["price"] - 1)
+    assert target["rating"] in {"Buy", "Hold", "Sell"}
+    assert result["assumptions"]["risk_free_rate"] == pytest.approx(0.045)
+    grid = result["dcf"]["sensitivity"]["values"]
+    assert len(grid) == 5 and all(len(row) == 5 for row in grid)
+
+
+def test_analyze_flags_override_assumptions(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, base_out, _ = run_cli(capsys, "analyze", "AAPL", "--json")
+    code, out, _ = run_cli(capsys, "analyze", "AAPL", "--json", "--set", "valuation.risk_free_rate=0.055")
+    base, shifted = json.loads(base_out), json.loads(out)
+    assert code == 0
+    assert shifted["wacc"]["risk_free_rate"] == pytest.approx(0.055)
+    assert shifted["wacc"]["wacc"] > base["wacc"]["wacc"]
+    assert shifted["dcf"]["value_per_share"] < base["dcf"]["value_per_share"]
+
+
+def test_analyze_table_shows_every_section(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "analyze", "MSFT" if "MSFT" in load_snapshot() else "AAPL")
+    assert code == 0
+    for heading in ("Financial ratios", "WACC", "DCF projection", "Sensitivity", "Comparables", "Price target"):
+        assert heading in out
