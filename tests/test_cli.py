@@ -146,5 +146,12 @@ def test_analyze_flags_override_assumptions(in_tmp: Path, capsys: pytest.Capture
 def test_analyze_table_shows_every_section(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, "analyze", "MSFT" if "MSFT" in load_snapshot() else "AAPL")
     assert code == 0
-    for heading in ("Financial ratios", "WACC", "DCF projection", "Sensitivity", "Comparables", "Price target"):
+    for heading in (
+        "Financial ratios",
+        "WACC",
+        "DCF projection",
+        "Sensitivity",
+        "Comparables",
+        "Price target",
+    ):
         assert heading in out

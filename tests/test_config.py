@@ -5,11 +5,23 @@ from pathlib import Path
 
 import pytest
 
-from equitune.config import EquituneConfig, TrainingConfig, apply_overrides, load_config, parse_override, save_config
+from equitune.config import (
+    EquituneConfig,
+    TrainingConfig,
+    apply_overrides,
+    load_config,
+    parse_override,
+    save_config,
+)
 from equitune.errors import ConfigError
 
 ORIGINAL_KEYS = {
-    "lora_config": {"rank": 16, "alpha": 32, "dropout": 0.1, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]},
+    "lora_config": {
+        "rank": 16,
+        "alpha": 32,
+        "dropout": 0.1,
+        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    },
     "model_selection": {
         "base_model": "llama3.1:8b",
         "alternatives": {"fast": "llama2:7b", "quality": "llama3.1:70b", "efficient": "mistral:7b"},

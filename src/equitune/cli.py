@@ -30,7 +30,8 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 log = logging.getLogger("equitune.cli")
 
 ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file (JSON or YAML); default ./finetune_config.json.")
+    Path | None,
+    typer.Option("--config", "-c", help="Config file (JSON or YAML); default ./finetune_config.json."),
 ]
 SetOption = Annotated[
     list[str] | None,
@@ -40,7 +41,9 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of ta
 ProviderOption = Annotated[
     str | None, typer.Option("--provider", help="Market-data provider: embedded, csv, yfinance, edgar.")
 ]
-CsvFileOption = Annotated[Path | None, typer.Option("--csv-file", help="Fundamentals file for --provider csv.")]
+CsvFileOption = Annotated[
+    Path | None, typer.Option("--csv-file", help="Fundamentals file for --provider csv.")
+]
 CsvMappingOption = Annotated[
     str | None, typer.Option("--csv-mapping", help="Column-mapping preset for --provider csv (e.g. sp500).")
 ]
@@ -74,12 +77,14 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-# --------------------------------------------------------------------------------------------------- companies
+# ---------------------------------------------------------------------------------------- companies
 
 
 @app.command()
 def companies(
-    sector: Annotated[str | None, typer.Option("--sector", "-s", help="GICS sector (aliases: technology...).")] = None,
+    sector: Annotated[
+        str | None, typer.Option("--sector", "-s", help="GICS sector (aliases: technology...).")
+    ] = None,
     as_json: JsonFlag = False,
     config: ConfigOption = None,
     provider: ProviderOption = None,
@@ -131,7 +136,7 @@ def companies(
     console.print(table)
 
 
-# --------------------------------------------------------------------------------------------------- analyze
+# ---------------------------------------------------------------------------------------- analyze
 
 
 @app.command()
@@ -160,7 +165,7 @@ def analyze(
         render_analysis(result, console)
 
 
-# --------------------------------------------------------------------------------------------------- config
+# ---------------------------------------------------------------------------------------- config
 
 
 @config_app.command("show")
@@ -187,7 +192,7 @@ def config_validate(
     console.print(f"[green]OK[/green] {shown} is a valid equitune configuration.")
 
 
-# --------------------------------------------------------------------------------------------------- entry
+# ---------------------------------------------------------------------------------------- entry
 
 
 def main(argv: list[str] | None = None) -> int:

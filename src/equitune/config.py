@@ -34,7 +34,7 @@ class ModelSelection(_Section):
     base_model: str = Field(
         "llama3.1:8b",
         min_length=1,
-        description="Base model: 'smollm2:135m' (embedded), an Ollama name, a .gguf path or a Hugging Face id.",
+        description="Base model: 'smollm2:135m' (embedded), an Ollama name, a .gguf path or a HF repo id.",
     )
     alternatives: dict[str, str] = Field(
         default_factory=lambda: {"fast": "llama2:7b", "quality": "llama3.1:70b", "efficient": "mistral:7b"},
@@ -60,11 +60,21 @@ class TrainingConfig(_Section):
 
     learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate.")
     batch_size: int = Field(4, ge=1, le=4096, description="Examples per micro-batch on each device.")
-    num_epochs: float = Field(3, gt=0, le=1000, description="Passes over the training set (ignored if max_steps).")
-    warmup_steps: int = Field(100, ge=0, description="Linear warm-up of the learning rate, in optimiser steps.")
-    gradient_accumulation_steps: int = Field(8, ge=1, le=4096, description="Micro-batches per optimiser step.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (overrides epochs).")
-    max_seq_length: int = Field(2048, ge=16, le=1_048_576, description="Longer examples are truncated (reported).")
+    num_epochs: float = Field(
+        3, gt=0, le=1000, description="Passes over the training set (ignored if max_steps)."
+    )
+    warmup_steps: int = Field(
+        100, ge=0, description="Linear warm-up of the learning rate, in optimiser steps."
+    )
+    gradient_accumulation_steps: int = Field(
+        8, ge=1, le=4096, description="Micro-batches per optimiser step."
+    )
+    max_steps: int | None = Field(
+        None, ge=1, description="Stop after this many optimiser steps (overrides epochs)."
+    )
+    max_seq_length: int = Field(
+        2048, ge=16, le=1_048_576, description="Longer examples are truncated (reported)."
+    )
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
     seed: int = Field(42, ge=0, description="Seed for data order and adapter initialisation.")
 
@@ -73,7 +83,9 @@ class PathsConfig(_Section):
     """Where each stage writes; relative paths are relative to the working directory."""
 
     training_data: Path = Field(Path("training_data"), description="Generated training data (JSONL, stats).")
-    finetuned_models: Path = Field(Path("finetuned_models"), description="Adapters, merged models, GGUF files.")
+    finetuned_models: Path = Field(
+        Path("finetuned_models"), description="Adapters, merged models, GGUF files."
+    )
     evaluation_results: Path = Field(Path("evaluation_results"), description="Evaluation runs and reports.")
     finetuning_workflow: Path = Field(Path("finetuning_workflow"), description="Workflow state and reports.")
     logs: Path = Field(Path("logs"), description="Log files (ollama_equity_research.log).")
@@ -86,7 +98,9 @@ class MarketConfig(_Section):
         "embedded", description="Market-data provider; 'embedded' works offline."
     )
     csv_file: Path | None = Field(None, description="Fundamentals file for the 'csv' provider.")
-    csv_mapping: str | None = Field(None, description="Column-mapping preset for the 'csv' provider, e.g. 'sp500'.")
+    csv_mapping: str | None = Field(
+        None, description="Column-mapping preset for the 'csv' provider, e.g. 'sp500'."
+    )
     cache_dir: Path | None = Field(None, description="On-disk cache of the live providers.")
     user_agent: str | None = Field(None, description="User-Agent for SEC EDGAR (name and contact e-mail).")
 
@@ -104,7 +118,7 @@ class EquituneConfig(_Section):
     )
 
 
-# --------------------------------------------------------------------------------------------------- loading
+# ---------------------------------------------------------------------------------------- loading
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -126,7 +140,9 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{file}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+            raise ConfigError(
+                f"{file}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
+            ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -168,7 +184,7 @@ def load_config(
     overrides: dict[str, Any] | None = None,
 ) -> EquituneConfig:
     """Resolve the configuration: defaults, then ``path`` (or ./finetune_config.json when it exists), then
-    ``overrides`` (dotted keys, e.g. from command-line flags). Errors name the file, key and allowed values."""
+    ``overrides`` (dotted keys, e.g. from command-line flags). Errors name file, key and allowed values."""
     if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
         path = DEFAULT_CONFIG_FILE
     data = read_config_file(path) if path is not None else {}
@@ -194,7 +210,7 @@ def config_json(config: EquituneConfig) -> str:
     return json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
 
 
-# --------------------------------------------------------------------------------------------------- errors
+# ---------------------------------------------------------------------------------------- errors
 
 
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import annotated_types
 from pydantic import BaseModel
@@ -43,3 +42,22 @@ def config_reference_markdown() -> str:
 
     header = ["| key | default | allowed | meaning |", "| --- | --- | --- | --- |"]
     return "\n".join(header + _rows(EquituneConfig(), "")) + "\n"
+
+
+def update_readme(path: str = "README.md") -> bool:
+    """Rewrite the reference block between the markers in ``path``; True when it changed."""
+    from pathlib import Path
+
+    from equitune.io import atomic_write_text
+
+    text = Path(path).read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    updated = f"{head}{BEGIN}\n{config_reference_markdown()}{END}{tail}"
+    if updated != text:
+        atomic_write_text(path, updated)
+    return updated != text
+
+
+if __name__ == "__main__":
+    print("README.md updated" if update_readme() else "README.md already current")

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from equitune.config import EquituneConfig
 from equitune.errors import EquituneError
 
 NOT_YET = 2
@@ -30,7 +31,9 @@ def _version() -> str:
 
 def create_training_data_main(argv: Sequence[str] | None = None) -> int:
     """``python create_training_data.py``: generate the training set with the original design's defaults."""
-    parser = argparse.ArgumentParser(prog="create_training_data.py", description=create_training_data_main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="create_training_data.py", description=create_training_data_main.__doc__
+    )
     parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
     parser.parse_args(argv)
     return _not_available("Training-data generation")
@@ -40,7 +43,9 @@ def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
     """``python finetune_ollama.py``: LoRA fine-tuning and Ollama model creation."""
     parser = argparse.ArgumentParser(prog="finetune_ollama.py", description=finetune_ollama_main.__doc__)
     parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
-    parser.add_argument("--create-model", action="store_true", help="export and register the model with Ollama")
+    parser.add_argument(
+        "--create-model", action="store_true", help="export and register the model with Ollama"
+    )
     parser.add_argument("--name", help="Ollama model name[:tag] (default equity_research_llama)")
     parser.add_argument("--use-qlora", action="store_true", help="QLoRA (4-bit base weights, CUDA)")
     parser.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base model in 4 bits")
@@ -90,7 +95,7 @@ def run_complete_finetuning_main(argv: Sequence[str] | None = None) -> int:
     return _not_available("The complete workflow")
 
 
-def _load_or_exit(path: Path | None):  # type: ignore[no-untyped-def]
+def _load_or_exit(path: Path | None) -> EquituneConfig:
     from equitune.config import load_config
 
     try:

@@ -9,6 +9,7 @@ rounding". Everything ``equitune.formatting`` writes is parsed back exactly.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -109,7 +110,12 @@ def extract_figures(text: str) -> list[Figure]:
             continue
         raw = m.group(0).strip()
         if m.group("date"):
-            figures.append(Figure(raw, "date", float(m.group("date")[:4]), 0.0, start, end))
+            try:
+                ordinal = float(dt.date.fromisoformat(m.group("date")).toordinal())
+            except ValueError:  # not a calendar date (2024-13-45): keep it, as an unmatched number
+                figures.append(Figure(raw, "number", float(m.group("date")[:4]), 0.0, start, end))
+                continue
+            figures.append(Figure(raw, "date", ordinal, 0.0, start, end))
         elif m.group("fy"):
             year = int(m.group("fy_year"))
             year = year + 2000 if year < 100 else year

@@ -1,4 +1,4 @@
-"""Company fundamentals: the ``Company`` record, providers (embedded, csv, yfinance, edgar) and their cache."""
+"""Company fundamentals: the ``Company`` record and its providers (embedded, csv, yfinance, edgar)."""
 
 from __future__ import annotations
 

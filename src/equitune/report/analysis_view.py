@@ -1,4 +1,4 @@
-"""Terminal view of a ``CompanyAnalysis``: every figure the engine computed, and every assumption behind it."""
+"""Terminal view of a ``CompanyAnalysis``: every figure the engine computed, with its assumptions."""
 
 from __future__ import annotations
 
@@ -118,13 +118,19 @@ def dcf_tables(a: CompanyAnalysis) -> list[Table]:
             ("less total debt", _money(d.total_debt)),
             ("plus cash", _money(d.cash)),
             ("Equity value", _money(d.equity_value)),
-            ("DCF value per share", _price(d.value_per_share) + ("" if d.meaningful else " (not meaningful)")),
+            (
+                "DCF value per share",
+                _price(d.value_per_share) + ("" if d.meaningful else " (not meaningful)"),
+            ),
         ],
     )
     tables = [projection, bridge]
     if d.sensitivity is not None:
         s = d.sensitivity
-        grid = Table(title="Sensitivity: value per share, WACC (rows) x terminal growth (columns)", title_justify="left")
+        grid = Table(
+            title="Sensitivity: value per share, WACC (rows) x terminal growth (columns)",
+            title_justify="left",
+        )
         grid.add_column("WACC \\ g", justify="right")
         for g in s.terminal_growth_values:
             grid.add_column(_pct(g), justify="right")
@@ -141,11 +147,21 @@ def dcf_tables(a: CompanyAnalysis) -> list[Table]:
 def comparables_table(a: CompanyAnalysis) -> list[Table]:
     """Peers with their multiples, and the peer statistics and implied values per multiple."""
     c = a.comparables
-    peers = Table(title=f"Comparables: {len(c.peers)} peers ({c.basis.replace('_', '-')}: {c.group})", title_justify="left")
+    peers = Table(
+        title=f"Comparables: {len(c.peers)} peers ({c.basis.replace('_', '-')}: {c.group})",
+        title_justify="left",
+    )
     for column in ("Peer", "Mkt cap", "EV", "EV/EBITDA", "P/E", "EV/Sales"):
         peers.add_column(column, justify="right" if column != "Peer" else "left")
     for p in c.peers:
-        peers.add_row(p.ticker, _money(p.market_cap), _money(p.enterprise_value), _x(p.ev_ebitda), _x(p.pe), _x(p.ev_sales))
+        peers.add_row(
+            p.ticker,
+            _money(p.market_cap),
+            _money(p.enterprise_value),
+            _x(p.ev_ebitda),
+            _x(p.pe),
+            _x(p.ev_sales),
+        )
     summary = Table(title="Peer multiples and implied value per share", title_justify="left")
     for column in ("Multiple", "Peers", "Q1", "Median", "Q3", f"{a.ticker}", "Implied value", "Weight"):
         summary.add_column(column, justify="right" if column != "Multiple" else "left")
@@ -185,7 +201,7 @@ def target_table(a: CompanyAnalysis) -> Table:
 
 
 def render_analysis(a: CompanyAnalysis, console: Console) -> None:
-    """Print the whole analysis: headline, ratios, WACC, DCF with sensitivity, comparables, target, caveats."""
+    """Print the analysis: headline, ratios, WACC, DCF with sensitivity, comparables, target, caveats."""
     t = a.target
     headline = (
         f"[bold]{a.name} ({a.ticker})[/bold] · {a.sector} / {a.sub_industry}\n"

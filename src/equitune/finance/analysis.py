@@ -1,0 +1,179 @@
+"""One call that values a company: ratios, WACC, DCF with sensitivity, comparables, target, scenarios.
+
+The recipe, top to bottom: check the record, compute ratios and WACC, value against peers, run the DCF
+(with the peers' median EV/EBITDA as the exit multiple unless one is set), blend the price target, run the
+scenarios, and collect every caveat. The result holds every assumption used and never NaN or infinity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from equitune.errors import FinanceError
+from equitune.finance.assumptions import ValuationAssumptions
+from equitune.finance.base import ResultModel
+from equitune.finance.comparables import ComparablesResult, compare_with_peers
+from equitune.finance.dcf import DCFInputs, DCFResult, dcf_inputs, run_dcf, sensitivity_table
+from equitune.finance.inputs import MarketData, check_finite, latest_year, market_data
+from equitune.finance.ratios import FinancialRatios, compute_ratios
+from equitune.finance.target import PriceTarget, Rating, Scenario, price_target, run_scenarios
+from equitune.finance.wacc import WACCResult, compute_wacc
+from equitune.market.models import Company
+
+# Sectors where an FCF-based DCF and EV multiples describe the business poorly (debt is raw material for
+# banks; REITs are valued on FFO and NAV); the numbers are still computed, with this caveat.
+_POOR_FIT_SECTORS = {
+    "Financials": "FCF-based DCF and EV multiples fit banks and insurers poorly (debt and cash are operating "
+    "items)",
+    "Real Estate": "REITs are usually valued on FFO and NAV; FCF-based DCF and EV multiples are rough guides",
+}
+
+# A target below half or above twice the price is reported with a warning: it says more about the assumptions
+# (a CAPM WACC from a very low or high beta, peers from a mixed sector) than about the company.
+_FAR_BELOW, _FAR_ABOVE = 0.5, 2.0
+
+
+class CompanyAnalysis(ResultModel):
+    """The finance engine's complete output for one company (JSON-serialisable, finite numbers only)."""
+
+    ticker: str
+    name: str
+    sector: str
+    sub_industry: str
+    currency: str = Field(description="Currency of every money figure (millions) and per-share figure.")
+    fiscal_year: int = Field(description="Latest fiscal year valued.")
+    price_date: dt.date | None = Field(description="Date of the share price.")
+    as_of: dt.date = Field(description="Date the company record describes.")
+    source: str = Field(description="Where the company's figures come from.")
+    market: MarketData = Field(description="Price, diluted shares and market cap used.")
+    assumptions: ValuationAssumptions = Field(description="Every valuation assumption used.")
+    ratios: FinancialRatios
+    wacc: WACCResult
+    dcf: DCFResult | None = Field(description="DCF with sensitivity table (None when it cannot run).")
+    dcf_error: str | None = Field(description="Why the DCF could not run, when it could not.")
+    comparables: ComparablesResult
+    target: PriceTarget
+    scenarios: list[Scenario] = Field(description="Bear, base and bull scenarios.")
+    data_notes: list[str] = Field(description="Caveats the company record carries about its figures.")
+    warnings: list[str] = Field(description="Every fallback and caveat of this analysis, in words.")
+    # The headline numbers again at the top level, for readers of the JSON; checked against ``target``.
+    price_target: float | None = Field(description="Price target per share (= target.price_target).")
+    upside: float | None = Field(description="price_target / price - 1 (= target.upside).")
+    rating: Rating | None = Field(description="Buy / Hold / Sell (= target.rating).")
+
+    @model_validator(mode="after")
+    def _consistent_and_finite(self) -> CompanyAnalysis:
+        headline = (self.price_target, self.upside, self.rating)
+        if headline != (self.target.price_target, self.target.upside, self.target.rating):
+            raise ValueError("price_target, upside and rating must equal those of target")
+        # allow_inf_nan=False guards each float field; this walk also covers nested lists and dicts.
+        bad = _non_finite(self.model_dump(mode="python"), self.ticker)
+        if bad:
+            raise ValueError(f"non-finite numbers in the analysis: {', '.join(bad[:5])}")
+        return self
+
+
+def _non_finite(value: Any, path: str) -> list[str]:
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{path}[{i}]")]
+    return []
+
+
+def analyze_company(
+    company: Company, universe: list[Company], assumptions: ValuationAssumptions | None = None
+) -> CompanyAnalysis:
+    """Value ``company``: ratios, WACC, DCF with its WACC x terminal-growth sensitivity, comparables against
+    peers drawn from ``universe`` (the company itself is skipped if present), the blended price target,
+    upside, rating and bear/base/bull scenarios, with every assumption used. A DCF that cannot run (e.g.
+    WACC <= terminal growth, no cash flow) is reported in ``dcf_error`` and the target falls back to the
+    comparables value. Raises ``FinanceError`` when the record cannot be valued at all (no fiscal year,
+    fewer than two of price / shares / market cap, a non-finite figure)."""
+    a = assumptions or ValuationAssumptions()
+    check_finite(company)
+    fy = latest_year(company)
+    market = market_data(company)
+    warnings: list[str] = []
+    for name, source in (
+        ("price", market.price_source),
+        ("diluted shares", market.shares_source),
+        ("market cap", market.market_cap_source),
+    ):
+        if source == "derived":
+            warnings.append(f"{name} not reported; derived from the other two market figures")
+    if company.status == "partial":
+        warnings.append(f"partial record; missing: {', '.join(company.missing_fields())}")
+    if company.sector in _POOR_FIT_SECTORS:
+        warnings.append(_POOR_FIT_SECTORS[company.sector])
+
+    ratios = compute_ratios(company, a)
+    wacc = compute_wacc(company, a)
+    if wacc.beta_source == "default":
+        warnings.append(f"beta not reported; default beta {a.default_beta:.2f} used")
+
+    comps = compare_with_peers(company, universe, a)
+    if comps.basis == "sector":
+        warnings.append(
+            f"{comps.sub_industry_peer_count} peer(s) in the sub-industry (< {a.min_peers}); "
+            f"peers drawn from the {company.sector} sector"
+        )
+    warnings.extend(f"comparables: {issue}" for issue in comps.issues)
+
+    inputs: DCFInputs | None = None
+    dcf: DCFResult | None = None
+    dcf_error: str | None = None
+    try:
+        inputs = dcf_inputs(company, wacc.wacc, a, comps.summary("ev_ebitda").median, wacc.tax_rate)
+        dcf = run_dcf(inputs)
+        table = sensitivity_table(
+            inputs, a.sensitivity_wacc_step, a.sensitivity_growth_step, a.sensitivity_steps
+        )
+        dcf = dcf.model_copy(update={"sensitivity": table})
+    except FinanceError as exc:
+        dcf_error = str(exc)
+        warnings.append(f"DCF could not run: {exc}")
+    if dcf is not None:
+        warnings.extend(f"DCF: {issue}" for issue in dcf.issues)
+
+    target = price_target(market.price, dcf, comps, a)
+    warnings.extend(target.flags)
+    ratio = target.price_target / market.price if target.price_target is not None else None
+    if ratio is not None and not _FAR_BELOW <= ratio <= _FAR_ABOVE:
+        warnings.append(
+            f"price target is {ratio:.2f}x the share price: the market prices this company on very different "
+            f"assumptions (WACC {wacc.wacc:.1%}, peers from the {comps.basis.replace('_', '-')})"
+        )
+    scenarios = run_scenarios(inputs, comps, market.price, a)
+
+    return CompanyAnalysis(
+        ticker=company.ticker,
+        name=company.name,
+        sector=company.sector,
+        sub_industry=company.sub_industry,
+        currency=company.currency,
+        fiscal_year=fy.fiscal_year,
+        price_date=company.price_date,
+        as_of=company.as_of,
+        source=company.source,
+        market=market,
+        assumptions=a,
+        ratios=ratios,
+        wacc=wacc,
+        dcf=dcf,
+        dcf_error=dcf_error,
+        comparables=comps,
+        target=target,
+        scenarios=scenarios,
+        data_notes=list(company.notes),
+        warnings=warnings,
+        price_target=target.price_target,
+        upside=target.upside,
+        rating=target.rating,
+    )
