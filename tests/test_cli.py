@@ -155,3 +155,36 @@ def test_analyze_table_shows_every_section(in_tmp: Path, capsys: pytest.CaptureF
         "Price target",
     ):
         assert heading in out
+
+
+def test_csv_provider_without_file_is_a_config_error(
+    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "companies", "--provider", "csv")
+    assert code == 1 and "market.csv_file is not set" in err
+
+
+def test_analyze_from_the_sp500_file(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import SP500_DIR
+
+    if not (SP500_DIR / "constituents-financials.csv").is_file():
+        pytest.skip(f"S&P 500 reference data not found at {SP500_DIR}")
+    code, out, _ = run_cli(
+        capsys,
+        "analyze",
+        "MMM",
+        "--json",
+        "--provider",
+        "csv",
+        "--csv-file",
+        str(SP500_DIR / "constituents-financials.csv"),
+        "--csv-mapping",
+        "sp500",
+        "--set",
+        "market.csv_as_of=2026-08-22",
+    )
+    result = json.loads(out)
+    assert code == 0
+    assert result["market"]["price"] == pytest.approx(178.96)
+    assert result["price_date"] == "2026-08-22"
+    assert result["comparables"]["peers"], "peers come from the other S&P 500 records"

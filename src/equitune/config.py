@@ -8,6 +8,7 @@ key, the file (and line) and the closest valid key.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import json
 import os
@@ -100,6 +101,9 @@ class MarketConfig(_Section):
     csv_file: Path | None = Field(None, description="Fundamentals file for the 'csv' provider.")
     csv_mapping: str | None = Field(
         None, description="Column-mapping preset for the 'csv' provider, e.g. 'sp500'."
+    )
+    csv_as_of: dt.date | None = Field(
+        None, description="Date the csv file's figures describe (default: the file's modification date)."
     )
     cache_dir: Path | None = Field(None, description="On-disk cache of the live providers.")
     user_agent: str | None = Field(None, description="User-Agent for SEC EDGAR (name and contact e-mail).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from equitune.errors import ConfigError
 from equitune.market.base import MarketDataProvider, get_provider
 from equitune.market.models import Company
 
@@ -14,7 +15,9 @@ if TYPE_CHECKING:
 def provider_from_config(market: MarketConfig) -> MarketDataProvider:
     """The provider named in the ``market`` config section, with its options."""
     if market.provider == "csv":
-        return get_provider("csv", path=market.csv_file, mapping=market.csv_mapping)
+        if market.csv_file is None:
+            raise ConfigError("market.provider is 'csv' but market.csv_file is not set (or pass --csv-file)")
+        return get_provider("csv", path=market.csv_file, mapping=market.csv_mapping, as_of=market.csv_as_of)
     if market.provider == "edgar":
         return get_provider("edgar", cache_dir=market.cache_dir, user_agent=market.user_agent)
     if market.provider == "yfinance":
