@@ -31,6 +31,8 @@ def test_record_is_complete_and_sourced(company: Company) -> None:
     assert company.price_date is not None and company.price_date <= company.as_of
     assert len(company.financials) >= 2
     assert company.sector in GICS_SECTORS
+    # Every record says which of its fields were not cross-checked against a copy of the filing.
+    assert any(note.startswith("unverified: ") for note in company.notes)
 
 
 @pytest.mark.parametrize("company", COMPANIES, ids=IDS)

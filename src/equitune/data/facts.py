@@ -257,6 +257,13 @@ _FIELD_KINDS: dict[str, FactKind | None] = {
 }
 
 
+_FIELD_KINDS.update(
+    dict.fromkeys(
+        ["risk_free_shift", "equity_risk_premium_shift", "revenue_growth_shift", "fcf_margin_shift"], "fraction"
+    )
+)
+
+
 def _walk(sheet: FactSheet, value: object, path: str, key: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
