@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Show or validate the resolved configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+data_app = typer.Typer(help="Generate, validate and describe training data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -192,13 +194,83 @@ def config_validate(
     console.print(f"[green]OK[/green] {shown} is a valid equitune configuration.")
 
 
+# ---------------------------------------------------------------------------------------- data
+
+
+@data_app.command("generate")
+def data_generate(
+    num_examples: Annotated[
+        int | None, typer.Option("--num-examples", "-n", help="Examples over all sectors (default data.num_examples).")
+    ] = None,
+    sector: Annotated[str | None, typer.Option("--sector", help="Also add --count examples of this sector.")] = None,
+    count: Annotated[int, typer.Option("--count", help="Examples for --sector.")] = 100,
+    custom: Annotated[
+        Path | None, typer.Option("--custom", help="JSONL or JSON list of {instruction, response} to add.")
+    ] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="messages (default) or alpaca.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (default data.seed).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default paths.training_data).")] = None,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+) -> None:
+    """Generate grounded examples in six families, validate every figure, split by company, write JSONL."""
+    from equitune.data.pipeline import generate_dataset
+
+    cfg = _load(config, sets, {"data.format": fmt, "data.seed": seed, "data.num_examples": num_examples})
+    summary = generate_dataset(cfg, sector=sector, sector_count=count, custom=custom, out_dir=out, console=console)
+    console.print(
+        f"[green]Wrote[/green] {summary.out_dir}: "
+        + ", ".join(f"{name} {n}" for name, n in summary.counts.items())
+        + f"; ratings {summary.stats['ratings']}; {summary.stats['figures_checked']} figures checked, 0 unsupported."
+    )
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="A JSONL file of examples (messages or alpaca format).")],
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Longest response accepted.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check every line (JSON, fields, roles, length, duplicates, unsupported figures); exit 1 on any error."""
+    from equitune.data.validate import validate_file
+
+    cfg = _load(config)
+    report = validate_file(file, max_tokens or cfg.data.max_response_tokens)
+    (console if report.ok else err_console).print(report.format(limit=200), highlight=False, soft_wrap=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("stats")
+def data_stats(
+    folder: Annotated[Path, typer.Argument(help="A training-data folder (train/valid/test.jsonl).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Counts per split, family, rating, condition and sector, and response lengths, read from the files."""
+    from equitune.data.pipeline import folder_stats
+
+    stats = folder_stats(folder)
+    if as_json:
+        _print_json(stats)
+        return
+    for key in ("splits", "families", "ratings", "conditions", "sectors"):
+        table = Table(title=key, title_justify="left")
+        table.add_column(key[:-1] if key.endswith("s") else key)
+        table.add_column("examples", justify="right")
+        for name, n in sorted(stats[key].items(), key=lambda kv: -kv[1]):
+            table.add_row(str(name), str(n))
+        console.print(table)
+    console.print(f"response tokens (estimated): {stats['response_tokens']}")
+
+
 # ---------------------------------------------------------------------------------------- entry
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and turn equitune's own errors into one clear message and exit code 1."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns the exit code of typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False)
     except EquituneError as exc:
         label = "Configuration error" if isinstance(exc, ConfigError) else "Error"
         err_console.print(f"[bold red]{label}:[/bold red] {exc}", highlight=False, soft_wrap=True)
@@ -214,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from equitune.errors import ConfigError
 from equitune.finance.assumptions import ValuationAssumptions
@@ -109,6 +109,34 @@ class MarketConfig(_Section):
     user_agent: str | None = Field(None, description="User-Agent for SEC EDGAR (name and contact e-mail).")
 
 
+class DataConfig(_Section):
+    """Training-data generation (``equitune data generate`` / ``create_training_data.py``)."""
+
+    num_examples: int = Field(500, ge=1, le=1_000_000, description="Examples generated from the embedded data.")
+    format: Literal["messages", "alpaca"] = Field("messages", description="JSONL format: chat messages or alpaca.")
+    seed: int = Field(42, ge=0, description="Seed of sampling, phrasing and the company split.")
+    train_fraction: float = Field(0.8, gt=0, lt=1, description="Share of companies in train.")
+    valid_fraction: float = Field(0.1, ge=0, lt=1, description="Share of companies in valid (test: the rest).")
+    conditions: list[str] = Field(
+        default_factory=lambda: ["base", "rates_up_100bp", "rates_down_100bp", "recession", "risk_off", "expansion"],
+        min_length=1,
+        description="Market-condition variants the engine computes examples under.",
+    )
+    balance_ratings: bool = Field(True, description="Draw Buy, Hold and Sell examples in equal numbers.")
+    max_response_tokens: int = Field(2048, ge=16, description="Longest response accepted (estimated tokens).")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DataConfig:
+        if self.train_fraction + self.valid_fraction >= 1:
+            raise ValueError("train_fraction + valid_fraction must leave a share of companies for test")
+        from equitune.finance.conditions import CONDITIONS
+
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown:
+            raise ValueError(f"unknown conditions {unknown}; valid: {', '.join(CONDITIONS)}")
+        return self
+
+
 class EquituneConfig(_Section):
     """The whole resolved configuration."""
 
@@ -117,6 +145,7 @@ class EquituneConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Training hyperparameters.")
     paths: PathsConfig = Field(default_factory=PathsConfig, description="Output folders.")
     market: MarketConfig = Field(default_factory=MarketConfig, description="Fundamentals provider.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training-data generation.")
     valuation: ValuationAssumptions = Field(
         default_factory=ValuationAssumptions, description="Finance-engine assumptions (WACC, DCF, bands)."
     )

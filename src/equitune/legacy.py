@@ -30,13 +30,27 @@ def _version() -> str:
 
 
 def create_training_data_main(argv: Sequence[str] | None = None) -> int:
-    """``python create_training_data.py``: generate the training set with the original design's defaults."""
-    parser = argparse.ArgumentParser(
-        prog="create_training_data.py", description=create_training_data_main.__doc__
-    )
+    """``python create_training_data.py``: generate the training set with the original design's defaults
+    (500 examples over all six families) into ``training_data/``."""
+    parser = argparse.ArgumentParser(prog="create_training_data.py", description=create_training_data_main.__doc__)
     parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
-    parser.parse_args(argv)
-    return _not_available("Training-data generation")
+    parser.add_argument("--num-examples", type=int, help="examples to generate (default data.num_examples, 500)")
+    args = parser.parse_args(argv)
+    config = _load_or_exit(args.config)
+    if args.num_examples is not None:
+        config = config.model_copy(update={"data": config.data.model_copy(update={"num_examples": args.num_examples})})
+    from equitune.data.pipeline import generate_dataset
+    from equitune.logging_setup import setup_logging
+
+    setup_logging(config.paths.logs)
+    try:
+        summary = generate_dataset(config)
+    except EquituneError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    counts = ", ".join(f"{name} {n}" for name, n in summary.counts.items())
+    print(f"Wrote {summary.out_dir}: {counts}; ratings {summary.stats['ratings']}")
+    return 0
 
 
 def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,8 @@ _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
 _SCALE = r"(?:thousand|millions?|billions?|trillion|mm|mn|bn|tn|[kmbt])(?![a-z])"
 _PATTERN = re.compile(
     rf"""
+    (?=[\d$FU(+\-−.])  # cheap first-character filter: every alternative starts with one of these
+    (?:
     (?P<date>\b\d{{4}}-\d{{2}}-\d{{2}}\b)
   | (?P<fy>\bFY\s?(?P<fy_year>\d{{4}}|\d{{2}})(?P<fy_est>[EA])?\b)
   | (?P<est>\b(?P<est_year>(?:19|20)\d{{2}})(?P<est_flag>[EA])\b)
@@ -44,7 +46,7 @@ _PATTERN = re.compile(
         (?P<cur_sign>[-−+])?\s?(?:US)?\$\s?(?P<cur_paren>\()?(?P<cur_num>{_NUM})(?(cur_paren)\))
         (?:\s?(?P<cur_scale>{_SCALE}))?
     )
-  | (?P<generic>
+  | (?<![A-Za-z0-9_.,])(?P<generic>
         (?P<gen_paren>\()?(?P<gen_sign>[-−+])?(?P<gen_num>{_NUM})\)?
         (?:
             \s?(?P<pct>%)
@@ -52,6 +54,7 @@ _PATTERN = re.compile(
           | (?P<mult>[x×])(?![a-z0-9])
           | \s?(?P<gen_scale>{_SCALE})
         )?
+    )
     )
     """,
     re.VERBOSE | re.IGNORECASE,
