@@ -84,7 +84,7 @@ def test_console_script_runs(in_tmp: Path) -> None:
 @pytest.mark.parametrize(
     ("script", "args", "code"),
     [
-        ("create_training_data.py", [], 2),
+        ("create_training_data.py", ["--num-examples", "12"], 0),
         ("finetune_ollama.py", ["--use-qlora", "--4bit", "--gpus", "2", "--distributed"], 2),
         ("finetune_ollama.py", ["--create-model", "--name", "my_equity_model"], 2),
         ("evaluate_model.py", ["m1", "m2", "--compare"], 2),
@@ -102,6 +102,15 @@ def test_original_scripts_accept_their_flags(
     assert result.returncode == code, result.stderr
     if script == "run_complete_finetuning.py":
         assert "[ok] configuration valid" in result.stdout
+    elif script == "create_training_data.py":
+        assert "Wrote training_data" in result.stdout
+        assert (
+            sum(
+                len((in_tmp / "training_data" / f"{s}.jsonl").read_text().splitlines())
+                for s in ("train", "valid", "test")
+            )
+            == 12
+        )
     elif "--bogus" in args or "--new-data" in args:
         assert "error:" in result.stderr
     else:
@@ -157,9 +166,7 @@ def test_analyze_table_shows_every_section(in_tmp: Path, capsys: pytest.CaptureF
         assert heading in out
 
 
-def test_csv_provider_without_file_is_a_config_error(
-    in_tmp: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_csv_provider_without_file_is_a_config_error(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_cli(capsys, "companies", "--provider", "csv")
     assert code == 1 and "market.csv_file is not set" in err
 
@@ -188,3 +195,75 @@ def test_analyze_from_the_sp500_file(in_tmp: Path, capsys: pytest.CaptureFixture
     assert result["market"]["price"] == pytest.approx(178.96)
     assert result["price_date"] == "2026-08-22"
     assert result["comparables"]["peers"], "peers come from the other S&P 500 records"
+
+
+def test_data_generate_validate_stats(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    custom = in_tmp / "custom.jsonl"
+    custom.write_text(
+        json.dumps({"instruction": "Apple FY2024 revenue?", "response": "$391.0B in FY2024.", "ticker": "AAPL"}) + "\n"
+    )
+    code, out, _ = run_cli(
+        capsys,
+        "data",
+        "generate",
+        "-n",
+        "18",
+        "--sector",
+        "healthcare",
+        "--count",
+        "6",
+        "--custom",
+        str(custom),
+        "--format",
+        "alpaca",
+        "--seed",
+        "5",
+        "--out",
+        "td",
+    )
+    assert code == 0, out
+    lines = [
+        json.loads(line)
+        for s in ("train", "valid", "test")
+        for line in (in_tmp / "td" / f"{s}.jsonl").read_text().splitlines()
+    ]
+    assert len(lines) == 25 and all("instruction" in r for r in lines)
+    assert sum(r["source"] == "custom" for r in lines) == 1
+    code, out, _ = run_cli(capsys, "data", "validate", "td/train.jsonl")
+    assert code == 0 and "0 with errors" in out
+    code, out, _ = run_cli(capsys, "data", "stats", "td", "--json")
+    stats = json.loads(out)
+    assert code == 0 and sum(stats["splits"].values()) == 25
+
+
+def test_data_generate_refuses_bad_custom_examples(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    custom = in_tmp / "custom.jsonl"
+    custom.write_text(json.dumps({"instruction": "Apple?", "response": "Revenue of $123.4T.", "ticker": "AAPL"}) + "\n")
+    code, _, err = run_cli(capsys, "data", "generate", "-n", "6", "--custom", str(custom), "--out", "td")
+    assert code == 1
+    assert "example 1" in err and "$123.4T" in err and "nothing written" in err
+    assert not (in_tmp / "td").exists()
+
+
+def test_data_validate_reports_every_bad_line(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "FY2024 revenue $391.0B."}],
+        "ticker": "AAPL",
+    }
+    rows = [
+        json.dumps(good),
+        "{not json",
+        json.dumps({"messages": [{"role": "bot", "content": "x"}]}),
+        "",
+        json.dumps(good),
+        json.dumps({"instruction": "q", "output": "Revenue $123.4T", "ticker": "AAPL"}),
+    ]
+    (in_tmp / "bad.jsonl").write_text("\n".join(rows) + "\n")
+    code, _, err = run_cli(capsys, "data", "validate", "bad.jsonl", "--max-tokens", "4")
+    assert code == 1
+    assert "5 lines, 0 valid" in err
+    assert "line 1: response: about" in err and "over the limit of 4" in err
+    assert "line 2: (json): malformed JSON" in err
+    assert "line 3: messages[0].role: unknown role 'bot'" in err
+    assert "line 5: (record): duplicate of line 1" in err
+    assert "line 6: response: 1 unsupported figure(s) vs AAPL's facts: $123.4T" in err

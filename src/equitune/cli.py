@@ -43,9 +43,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of ta
 ProviderOption = Annotated[
     str | None, typer.Option("--provider", help="Market-data provider: embedded, csv, yfinance, edgar.")
 ]
-CsvFileOption = Annotated[
-    Path | None, typer.Option("--csv-file", help="Fundamentals file for --provider csv.")
-]
+CsvFileOption = Annotated[Path | None, typer.Option("--csv-file", help="Fundamentals file for --provider csv.")]
 CsvMappingOption = Annotated[
     str | None, typer.Option("--csv-mapping", help="Column-mapping preset for --provider csv (e.g. sp500).")
 ]
@@ -84,9 +82,7 @@ def _print_json(value: Any) -> None:
 
 @app.command()
 def companies(
-    sector: Annotated[
-        str | None, typer.Option("--sector", "-s", help="GICS sector (aliases: technology...).")
-    ] = None,
+    sector: Annotated[str | None, typer.Option("--sector", "-s", help="GICS sector (aliases: technology...).")] = None,
     as_json: JsonFlag = False,
     config: ConfigOption = None,
     provider: ProviderOption = None,
@@ -100,9 +96,7 @@ def companies(
     cfg = _load(config, extra=_market_overrides(provider, csv_file, csv_mapping))
     wanted = resolve_sector(sector) if sector else None
     source = provider_from_config(cfg.market)
-    rows = sorted(
-        (c for c in load_universe(source) if wanted is None or c.sector == wanted), key=lambda c: c.ticker
-    )
+    rows = sorted((c for c in load_universe(source) if wanted is None or c.sector == wanted), key=lambda c: c.ticker)
     if as_json:
         _print_json(
             [
@@ -200,7 +194,8 @@ def config_validate(
 @data_app.command("generate")
 def data_generate(
     num_examples: Annotated[
-        int | None, typer.Option("--num-examples", "-n", help="Examples over all sectors (default data.num_examples).")
+        int | None,
+        typer.Option("--num-examples", "-n", help="Examples over all sectors (default data.num_examples)."),
     ] = None,
     sector: Annotated[str | None, typer.Option("--sector", help="Also add --count examples of this sector.")] = None,
     count: Annotated[int, typer.Option("--count", help="Examples for --sector.")] = 100,

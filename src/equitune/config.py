@@ -61,21 +61,11 @@ class TrainingConfig(_Section):
 
     learning_rate: float = Field(2e-5, gt=0, le=1, description="Peak learning rate.")
     batch_size: int = Field(4, ge=1, le=4096, description="Examples per micro-batch on each device.")
-    num_epochs: float = Field(
-        3, gt=0, le=1000, description="Passes over the training set (ignored if max_steps)."
-    )
-    warmup_steps: int = Field(
-        100, ge=0, description="Linear warm-up of the learning rate, in optimiser steps."
-    )
-    gradient_accumulation_steps: int = Field(
-        8, ge=1, le=4096, description="Micro-batches per optimiser step."
-    )
-    max_steps: int | None = Field(
-        None, ge=1, description="Stop after this many optimiser steps (overrides epochs)."
-    )
-    max_seq_length: int = Field(
-        2048, ge=16, le=1_048_576, description="Longer examples are truncated (reported)."
-    )
+    num_epochs: float = Field(3, gt=0, le=1000, description="Passes over the training set (ignored if max_steps).")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up of the learning rate, in optimiser steps.")
+    gradient_accumulation_steps: int = Field(8, ge=1, le=4096, description="Micro-batches per optimiser step.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (overrides epochs).")
+    max_seq_length: int = Field(2048, ge=16, le=1_048_576, description="Longer examples are truncated (reported).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
     seed: int = Field(42, ge=0, description="Seed for data order and adapter initialisation.")
 
@@ -84,9 +74,7 @@ class PathsConfig(_Section):
     """Where each stage writes; relative paths are relative to the working directory."""
 
     training_data: Path = Field(Path("training_data"), description="Generated training data (JSONL, stats).")
-    finetuned_models: Path = Field(
-        Path("finetuned_models"), description="Adapters, merged models, GGUF files."
-    )
+    finetuned_models: Path = Field(Path("finetuned_models"), description="Adapters, merged models, GGUF files.")
     evaluation_results: Path = Field(Path("evaluation_results"), description="Evaluation runs and reports.")
     finetuning_workflow: Path = Field(Path("finetuning_workflow"), description="Workflow state and reports.")
     logs: Path = Field(Path("logs"), description="Log files (ollama_equity_research.log).")
@@ -99,9 +87,7 @@ class MarketConfig(_Section):
         "embedded", description="Market-data provider; 'embedded' works offline."
     )
     csv_file: Path | None = Field(None, description="Fundamentals file for the 'csv' provider.")
-    csv_mapping: str | None = Field(
-        None, description="Column-mapping preset for the 'csv' provider, e.g. 'sp500'."
-    )
+    csv_mapping: str | None = Field(None, description="Column-mapping preset for the 'csv' provider, e.g. 'sp500'.")
     csv_as_of: dt.date | None = Field(
         None, description="Date the csv file's figures describe (default: the file's modification date)."
     )
@@ -118,7 +104,14 @@ class DataConfig(_Section):
     train_fraction: float = Field(0.8, gt=0, lt=1, description="Share of companies in train.")
     valid_fraction: float = Field(0.1, ge=0, lt=1, description="Share of companies in valid (test: the rest).")
     conditions: list[str] = Field(
-        default_factory=lambda: ["base", "rates_up_100bp", "rates_down_100bp", "recession", "risk_off", "expansion"],
+        default_factory=lambda: [
+            "base",
+            "rates_up_100bp",
+            "rates_down_100bp",
+            "recession",
+            "risk_off",
+            "expansion",
+        ],
         min_length=1,
         description="Market-condition variants the engine computes examples under.",
     )
@@ -173,9 +166,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(
-                f"{file}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
-            ) from None
+            raise ConfigError(f"{file}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -57,9 +57,7 @@ def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
     """``python finetune_ollama.py``: LoRA fine-tuning and Ollama model creation."""
     parser = argparse.ArgumentParser(prog="finetune_ollama.py", description=finetune_ollama_main.__doc__)
     parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
-    parser.add_argument(
-        "--create-model", action="store_true", help="export and register the model with Ollama"
-    )
+    parser.add_argument("--create-model", action="store_true", help="export and register the model with Ollama")
     parser.add_argument("--name", help="Ollama model name[:tag] (default equity_research_llama)")
     parser.add_argument("--use-qlora", action="store_true", help="QLoRA (4-bit base weights, CUDA)")
     parser.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base model in 4 bits")

@@ -164,7 +164,11 @@ def test_custom_examples_are_validated() -> None:
     gen = EquityResearchTrainingDataGenerator(seed=1)
     report = gen.add_custom_examples(
         [
-            {"instruction": "Apple's FY2024 revenue?", "response": "Revenue was $391.0B in FY2024.", "ticker": "AAPL"},
+            {
+                "instruction": "Apple's FY2024 revenue?",
+                "response": "Revenue was $391.0B in FY2024.",
+                "ticker": "AAPL",
+            },
             {"instruction": "Apple?", "response": "Revenue was $123.4T and margin 612.5%.", "ticker": "AAPL"},
             {"instruction": "Given revenue of $10.0B, summarise.", "response": "Revenue of $10.0B."},
             {"instruction": "No response"},

@@ -63,7 +63,15 @@ def test_estimate_flag_and_dates() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["the 10-K", "the S&P 500 index", "in Q3", "a 12-month target", "5G rollout", "CO2 output", "the 3rd year"],
+    [
+        "the 10-K",
+        "the S&P 500 index",
+        "in Q3",
+        "a 12-month target",
+        "5G rollout",
+        "CO2 output",
+        "the 3rd year",
+    ],
 )
 def test_names_with_digits_are_not_figures(text: str) -> None:
     assert extract_figures(text) == []

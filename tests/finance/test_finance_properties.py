@@ -82,9 +82,7 @@ def test_dcf_value_rises_with_terminal_growth(inputs: DCFInputs, share: float) -
     growth_step=_floats(0.001, 0.01),
     steps=st.integers(1, 3),
 )
-def test_sensitivity_table_is_monotonic(
-    inputs: DCFInputs, wacc_step: float, growth_step: float, steps: int
-) -> None:
+def test_sensitivity_table_is_monotonic(inputs: DCFInputs, wacc_step: float, growth_step: float, steps: int) -> None:
     table = sensitivity_table(inputs, wacc_step, growth_step, steps)
     size = 2 * steps + 1
     assert len(table.values) == size and all(len(row) == size for row in table.values)

@@ -65,9 +65,7 @@ def test_sp500_report_format(sp500: CsvProvider) -> None:
     assert lines[0] == "constituents-financials.csv: 503 rows -> 0 complete, 503 partial, 0 rejected."
     assert "  EBITDA blank: 43 (no ebitda)" in lines
     assert "  Dividend Yield blank: 104 (no dividends_per_share)" in lines
-    assert any(
-        line.startswith("Sector join with constituents.csv: 465 of 503 symbols matched") for line in lines
-    )
+    assert any(line.startswith("Sector join with constituents.csv: 465 of 503 symbols matched") for line in lines)
     assert any(line.startswith("Negative Price/Book") and line.endswith(": 32.") for line in lines)
 
 
@@ -204,14 +202,11 @@ USER_ROWS = [
     ",Nameless Co,Industrials,Building Products,December,2024,2024-12-31,10,10,1,1,1,1,1,1,1,1,1,1,1,1,0",
     "INIT,Initech,Information Technology,IT Consulting,December,2024,2024-12-31,n/a,10,1,"
     "about a billion,1,1,1,1,1,1,1,1,1,1,0",
-    "ACME,Acme Widgets,Industrials,Industrial Machinery,December,2024,2024-12-31,50,100,1.1,"
-    "1,1,1,1,1,1,1,1,1,1,1,0",
+    "ACME,Acme Widgets,Industrials,Industrial Machinery,December,2024,2024-12-31,50,100,1.1,1,1,1,1,1,1,1,1,1,1,1,0",
 ]
 
 
-def write_csv(
-    folder: Path, rows: list[str], header: str = USER_HEADER, name: str = "fundamentals.csv"
-) -> Path:
+def write_csv(folder: Path, rows: list[str], header: str = USER_HEADER, name: str = "fundamentals.csv") -> Path:
     path = folder / name
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
     return path
@@ -269,9 +264,7 @@ def test_mapping_from_yaml_file_and_identity_mapping(tmp_path: Path) -> None:
     assert (xyz.price, xyz.market_cap, xyz.diluted_shares) == (12.5, 2_500.0, 200.0)
 
     # Without a mapping, columns named like our fields are read as they are.
-    plain = write_csv(
-        tmp_path, ["ABC,Abc Corp,Utilities,9.5,1000"], header="ticker,name,sector,price,revenue"
-    )
+    plain = write_csv(tmp_path, ["ABC,Abc Corp,Utilities,9.5,1000"], header="ticker,name,sector,price,revenue")
     companies, report = load_csv(plain, as_of=dt.date(2025, 1, 2))
     abc = companies["ABC"]
     assert (abc.name, abc.sector, abc.price, abc.latest.revenue) == ("Abc Corp", "Utilities", 9.5, 1_000.0)

@@ -72,9 +72,7 @@ class RecordedSec:
 def make(tmp_path: Path, sec: RecordedSec, clock: FakeClock | None = None, **options: Any) -> EdgarProvider:
     clock = clock or FakeClock()
     limiter = RateLimiter(10, 1.0, clock=clock, sleep=clock.sleep)
-    return EdgarProvider(
-        cache_dir=tmp_path, user_agent=UA, fetch=sec, limiter=limiter, clock=clock, **options
-    )
+    return EdgarProvider(cache_dir=tmp_path, user_agent=UA, fetch=sec, limiter=limiter, clock=clock, **options)
 
 
 # --- the record ------------------------------------------------------------------------------------------
@@ -136,16 +134,12 @@ def test_gross_profit_derived_from_cost_of_revenue(tmp_path: Path) -> None:
     del facts["facts"]["us-gaap"]["GrossProfit"]
     apple = make(tmp_path, RecordedSec(facts=facts)).get("AAPL")
     assert apple.latest.gross_profit == 180_683.0
-    assert any(
-        n.startswith("gross_profit derived: revenue − CostOfGoodsAndServicesSold") for n in apple.notes
-    )
+    assert any(n.startswith("gross_profit derived: revenue − CostOfGoodsAndServicesSold") for n in apple.notes)
 
 
 def test_latest_filing_wins_and_quarters_are_ignored() -> None:
     # Invented figures: a 10-K for FY2021 and a later 10-K restating it; a 10-Q and a quarter inside a 10-K.
-    def fact(
-        start: str, end: str, val: float, accn: str, fy: int, filed: str, form: str = "10-K"
-    ) -> dict[str, Any]:
+    def fact(start: str, end: str, val: float, accn: str, fy: int, filed: str, form: str = "10-K") -> dict[str, Any]:
         fp = "FY" if form == "10-K" else "Q2"
         return {
             "start": start,
@@ -228,9 +222,7 @@ def test_no_network_is_one_clear_line(tmp_path: Path, failure: Exception) -> Non
 def test_no_network_through_the_real_transport(tmp_path: Path) -> None:
     pytest.importorskip("requests")
     # Nothing listens on the discard port of localhost, so the connection is refused at once.
-    provider = EdgarProvider(
-        cache_dir=tmp_path, user_agent=UA, tickers_url="http://127.0.0.1:9/company_tickers.json"
-    )
+    provider = EdgarProvider(cache_dir=tmp_path, user_agent=UA, tickers_url="http://127.0.0.1:9/company_tickers.json")
     with pytest.raises(ProviderUnavailableError) as caught:
         provider.get("AAPL")
     assert "\n" not in str(caught.value)
@@ -268,9 +260,7 @@ def test_cache_expiry(tmp_path: Path) -> None:
     assert len(sec.calls) == 2  # both fresh
     clock.now += 0.2 * DAY
     provider.get("AAPL")
-    assert sec.urls()[2:] == [
-        "https://data.sec.gov/api/xbrl/companyfacts/CIK0000320193.json"
-    ]  # tickers: 7 days
+    assert sec.urls()[2:] == ["https://data.sec.gov/api/xbrl/companyfacts/CIK0000320193.json"]  # tickers: 7 days
     assert provider.tickers() == ["AAPL"]
     clock.now += 2 * DAY
     assert provider.tickers() == []  # expired entries are not offered as local data

@@ -168,9 +168,7 @@ def test_no_network_is_one_clear_line(tmp_path: Path) -> None:
         @property
         def info(self) -> dict[str, Any]:
             # What curl_cffi raises inside yfinance when DNS fails; its exceptions are OSErrors.
-            raise ConnectionError(
-                "Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com"
-            )
+            raise ConnectionError("Failed to perform, curl: (6) Could not resolve host: query2.finance.yahoo.com")
 
     with pytest.raises(ProviderUnavailableError) as caught:
         YFinanceProvider(cache_dir=tmp_path, ticker_factory=OfflineTicker).get("AAPL")

@@ -8,6 +8,7 @@ is written "n/a", never invented.
 from __future__ import annotations
 
 from equitune.data.context import ExampleContext
+from equitune.finance.industry import GroupMetrics, PeerFigures, Rank
 from equitune.formatting import fmt_bp, fmt_money, fmt_multiple, fmt_pct, fmt_price
 from equitune.market.models import FiscalYear
 
@@ -119,9 +120,7 @@ def sensitivity_block(ctx: ExampleContext) -> str:
     s = d.sensitivity
     head = "| WACC \\ g | " + " | ".join(pct(g) for g in s.terminal_growth_values) + " |"
     rule = "|---" * (len(s.terminal_growth_values) + 1) + "|"
-    rows = [
-        f"| {pct(w)} | " + " | ".join(price(v) for v in s.values[i]) + " |" for i, w in enumerate(s.wacc_values)
-    ]
+    rows = [f"| {pct(w)} | " + " | ".join(price(v) for v in s.values[i]) + " |" for i, w in enumerate(s.wacc_values)]
     return "Sensitivity (DCF value per share):\n" + "\n".join([head, rule, *rows])
 
 
@@ -131,9 +130,12 @@ _MULTIPLE_NAMES = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales"
 def comps_block(ctx: ExampleContext, max_peers: int = 6) -> str:
     c = ctx.analysis.comparables
     peers = sorted(c.peers, key=lambda p: -p.market_cap)[:max_peers]
-    lines = [f"Peers ({c.group}): " + "; ".join(
-        f"{p.ticker} EV/EBITDA {mult(p.ev_ebitda)}, P/E {mult(p.pe)}, EV/Sales {mult(p.ev_sales)}" for p in peers
-    )]
+    lines = [
+        f"Peers ({c.group}): "
+        + "; ".join(
+            f"{p.ticker} EV/EBITDA {mult(p.ev_ebitda)}, P/E {mult(p.pe)}, EV/Sales {mult(p.ev_sales)}" for p in peers
+        )
+    ]
     for m in c.multiples:
         lines.append(
             f"{_MULTIPLE_NAMES[m.multiple]}: peer median {mult(m.median)} (Q1 {mult(m.low)}, Q3 {mult(m.high)}), "
@@ -186,7 +188,9 @@ def condition_line(ctx: ExampleContext) -> str | None:
     if cond.risk_free_shift:
         shifts.append(f"risk-free rate {bp(cond.risk_free_shift)} to {pct(now.wacc.risk_free_rate)}")
     if cond.equity_risk_premium_shift:
-        shifts.append(f"equity risk premium {bp(cond.equity_risk_premium_shift)} to {pct(now.wacc.equity_risk_premium)}")
+        shifts.append(
+            f"equity risk premium {bp(cond.equity_risk_premium_shift)} to {pct(now.wacc.equity_risk_premium)}"
+        )
     if cond.revenue_growth_shift and now.dcf is not None:
         shifts.append(f"year-1 revenue growth {bp(cond.revenue_growth_shift)} to {pct(now.dcf.inputs.initial_growth)}")
     if cond.fcf_margin_shift and now.dcf is not None:
@@ -198,9 +202,186 @@ def condition_line(ctx: ExampleContext) -> str | None:
     )
 
 
+_ONES = (
+    *("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"),
+    *("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen"),
+    "nineteen",
+)
+_TENS = ("", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+_ORDINAL_ENDINGS = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
+
+
+def count_word(n: int) -> str:
+    """A non-negative whole number in words (7 -> 'seven', 42 -> 'forty-two'), so counts and ranks are never
+    written as digits."""
+    if n < 0:
+        raise ValueError(f"count_word takes a non-negative number, got {n}")
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        tens, ones = divmod(n, 10)
+        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
+    for size, name in ((1_000_000, "million"), (1_000, "thousand"), (100, "hundred")):
+        if n >= size:
+            head, rest = divmod(n, size)
+            return f"{count_word(head)} {name}" + (f" {count_word(rest)}" if rest else "")
+    raise AssertionError("unreachable")
+
+
+def ordinal_word(n: int) -> str:
+    """A positive whole number as an ordinal in words (1 -> 'first', 23 -> 'twenty-third')."""
+    if n < 1:
+        raise ValueError(f"ordinal_word takes a positive number, got {n}")
+    words = count_word(n)
+    head, sep, last = words.rpartition("-" if "-" in words.split(" ")[-1] else " ")
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return head + sep + last
+
+
+def rank_words(rank: Rank) -> str:
+    """A rank as 'second of seven'."""
+    return f"{ordinal_word(rank.position)} of {count_word(rank.out_of)}"
+
+
+def rank_superlative(rank: Rank, high: str, low: str) -> str:
+    """A rank as a superlative: 'the largest', 'the third-largest', 'the smallest' (``high`` / ``low`` are
+    the superlatives, e.g. 'largest' / 'smallest')."""
+    if rank.position == 1:
+        return f"the {high}"
+    if rank.position == rank.out_of:
+        return f"the {low}"
+    return f"the {ordinal_word(rank.position)}-{high}"
+
+
+# The industry block's comparison columns: label and GroupMetrics field.
+INDUSTRY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Revenue", "revenue"),
+    ("Growth", "revenue_growth"),
+    ("Gross margin", "gross_margin"),
+    ("Operating margin", "operating_margin"),
+    ("EBITDA margin", "ebitda_margin"),
+    ("Net margin", "net_margin"),
+    ("FCF margin", "fcf_margin"),
+    ("ROIC", "roic"),
+    ("Market cap", "market_cap"),
+    ("EV/EBITDA", "ev_ebitda"),
+    ("P/E", "pe"),
+    ("EV/Sales", "ev_sales"),
+)
+
+# Metric names as the industry block and the industry templates write them.
+INDUSTRY_LABELS: dict[str, str] = {
+    "revenue": "revenue",
+    "market_cap": "market cap",
+    "revenue_growth": "revenue growth",
+    "gross_margin": "gross margin",
+    "operating_margin": "operating margin",
+    "ebitda_margin": "EBITDA margin",
+    "net_margin": "net margin",
+    "fcf_margin": "FCF margin",
+    "roic": "ROIC",
+    "ev_ebitda": "EV/EBITDA",
+    "pe": "P/E",
+    "ev_sales": "EV/Sales",
+}
+
+
+# The figures whose gap to the peer median (company minus median) the industry block writes.
+_GAP_FIELDS = (
+    "revenue_growth",
+    "gross_margin",
+    "operating_margin",
+    "ebitda_margin",
+    "net_margin",
+    "fcf_margin",
+    "roic",
+)
+
+
+def industry_cell(metrics: GroupMetrics, name: str) -> str:
+    """One compared figure as the industry block writes it (money, signed growth, percentage or multiple)."""
+    value = getattr(metrics, name)
+    if name in ("revenue", "market_cap"):
+        return money(value)
+    if name == "revenue_growth":
+        return pct(value, signed=True)
+    if name in ("ev_ebitda", "pe", "ev_sales"):
+        return mult(value)
+    return pct(value)
+
+
+def industry_peers(ctx: ExampleContext) -> list[PeerFigures]:
+    """The peers' figures, largest revenue first (peers without revenue last)."""
+    return sorted(ctx.industry.peers, key=lambda p: (p.revenue is None, -(p.revenue or 0.0), p.ticker))
+
+
+def industry_block(ctx: ExampleContext) -> str:
+    """The peer group: every peer's figures in a table with the company and the peer median, the company's
+    rank on each figure (in words), the group's revenue and the company's share, gaps and premiums."""
+    s, comps, t = ctx.industry, ctx.analysis.comparables, ctx.ticker
+    basis = (
+        f"{comps.group} sub-industry"
+        if comps.basis == "sub_industry"
+        else f"{comps.group} sector; too few {ctx.company.sub_industry} companies covered"
+    )
+    head = "| Company | " + " | ".join(label for label, _ in INDUSTRY_COLUMNS) + " |"
+    rule = "|---" + "|---:" * len(INDUSTRY_COLUMNS) + "|"
+
+    def row(label: str, m: GroupMetrics) -> str:
+        return f"| {label} | " + " | ".join(industry_cell(m, name) for _, name in INDUSTRY_COLUMNS) + " |"
+
+    rows = [row(f"{ctx.company.name} ({t})", s.company)]
+    rows += [row(f"{p.name} ({p.ticker})", p) for p in industry_peers(ctx)]
+    rows.append(row("Peer median", s.peer_median))
+    ranks = []
+    for name in INDUSTRY_LABELS:
+        rank = getattr(s.ranks, name)
+        if rank is not None:
+            ranks.append(f"{INDUSTRY_LABELS[name]} {rank_words(rank)}")
+    gaps = [
+        f"{INDUSTRY_LABELS[name]} {bp(value)}"
+        for name in _GAP_FIELDS
+        if (value := getattr(s, f"{name}_gap")) is not None
+    ]
+    premiums = [
+        f"{INDUSTRY_LABELS[name]} {pct(value, signed=True)}"
+        for name in ("ev_ebitda", "pe", "ev_sales")
+        if (value := getattr(s, f"{name}_premium")) is not None
+    ]
+    lines = [
+        f"Industry peer group ({basis}): {t} and {count_word(s.peer_count)} peers",
+        head,
+        rule,
+        *rows,
+        f"Group revenue: peers {money(s.peer_revenue_total)}, with {t} {money(s.group_revenue_total)}; "
+        f"{t} share {pct(s.revenue_share)}; {t} revenue {mult(s.revenue_to_peer_median)} the peer median",
+    ]
+    if s.peer_count and ranks:
+        ranked = f"{t} rank among itself and the peers reporting each figure (first = highest): "
+        lines.insert(-1, ranked + "; ".join(ranks))
+    if gaps:
+        lines.append(f"{t} minus peer median: " + ", ".join(gaps))
+    if premiums:
+        lines.append(f"{t} premium (+) or discount (-) to the peer median multiple: " + ", ".join(premiums))
+    return "\n".join(lines)
+
+
 def data_block(ctx: ExampleContext, sections: list[str]) -> str:
     """The prompt's data block from named sections (header, fiscal, ratios, wacc, dcf, sensitivity, comps,
-    target, scenarios, estimates, condition); unknown names are an error."""
+    target, scenarios, estimates, condition, industry); unknown names are an error."""
     builders = {
         "header": header_line,
         "fiscal": fiscal_lines,
@@ -213,6 +394,7 @@ def data_block(ctx: ExampleContext, sections: list[str]) -> str:
         "scenarios": scenarios_line,
         "estimates": estimates_block,
         "condition": condition_line,
+        "industry": industry_block,
     }
     parts = []
     for name in sections:

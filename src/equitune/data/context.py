@@ -1,18 +1,26 @@
 """Everything one training example may say about a company, computed once by the finance engine.
 
 An ``ExampleContext`` pairs a company with a market condition: the engine's analysis under that condition,
-the base-case analysis, next-year estimates, the peers and their ratios, and the ``FactSheet`` of every
-number among them. Templates read only from here, so every figure they write is a fact.
+the base-case analysis, next-year estimates, the peers and their ratios, the company's standing among them
+(``IndustrySummary``), and the ``FactSheet`` of every number among them. Templates read only from here, so
+every figure they write is a fact.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from equitune.data.facts import FactSheet, add_company, add_model
-from equitune.finance import CompanyAnalysis, FinancialRatios, ValuationAssumptions, analyze_company, compute_ratios
+from equitune.data.facts import PEER_FIELDS, FactSheet, add_company, add_model
+from equitune.finance import (
+    CompanyAnalysis,
+    FinancialRatios,
+    ValuationAssumptions,
+    analyze_company,
+    compute_ratios,
+)
 from equitune.finance.conditions import CONDITIONS, MarketCondition
 from equitune.finance.estimates import Estimates, next_year_estimates
+from equitune.finance.industry import IndustrySummary, industry_summary
 from equitune.market.models import Company
 
 
@@ -28,6 +36,7 @@ class ExampleContext:
     peers: tuple[Company, ...]
     peer_ratios: dict[str, FinancialRatios]
     facts: FactSheet = field(repr=False)
+    industry: IndustrySummary = field(repr=False)
 
     @property
     def ticker(self) -> str:
@@ -59,6 +68,7 @@ def build_context(
     peers = tuple(by_ticker[p.ticker] for p in analysis.comparables.peers if p.ticker in by_ticker)
     peer_ratios = {p.ticker: compute_ratios(p, a) for p in peers}
     estimates = next_year_estimates(company, analysis)
+    industry = industry_summary(company, list(peers), peer_ratios, a)
 
     facts = FactSheet(company.ticker)
     add_company(facts, company)
@@ -68,9 +78,10 @@ def build_context(
         add_model(facts, "condition", condition)
     add_model(facts, "estimates", estimates)
     for peer in peers:
-        add_company(facts, peer, prefix=f"peer.{peer.ticker}")
+        add_company(facts, peer, prefix=f"peer.{peer.ticker}", fields=PEER_FIELDS, years=1)
         add_model(facts, f"peer.{peer.ticker}.ratios", peer_ratios[peer.ticker])
-    return ExampleContext(company, condition, analysis, base, estimates, peers, peer_ratios, facts)
+    add_model(facts, "industry", industry)
+    return ExampleContext(company, condition, analysis, base, estimates, peers, peer_ratios, facts, industry)
 
 
 def build_contexts(

@@ -48,6 +48,7 @@ class FactSheet:
     ticker: str
     facts: dict[str, Fact] = field(default_factory=dict)
     _index: dict[str, tuple[list[float], list[Fact]]] | None = field(default=None, repr=False)
+    _memo: dict[tuple[str, str], list[Fact]] = field(default_factory=dict, repr=False)
 
     def add(self, name: str, value: float | None, kind: FactKind) -> None:
         """Record a fact; ``None`` (not reported) is skipped. A name may be added once."""
@@ -57,6 +58,7 @@ class FactSheet:
             raise ValueError(f"fact {name!r} added twice for {self.ticker}")
         self.facts[name] = Fact(name, float(value), kind)
         self._index = None
+        self._memo.clear()
 
     def add_many(self, prefix: str, values: Iterable[tuple[str, float | None, FactKind]]) -> None:
         """Record several facts under ``prefix.`` names."""
@@ -71,38 +73,64 @@ class FactSheet:
         return name in self.facts
 
     def _build_index(self) -> dict[str, tuple[list[float], list[Fact]]]:
-        # Per figure kind: fact values converted to the figure's unit, sorted, for bisection. Unsigned
-        # figures may also match a fact's magnitude ("revenue fell 2.1%" for growth of -2.1%).
+        # Per fact kind: values sorted for bisection (a figure kind may search several fact kinds).
         index: dict[str, tuple[list[float], list[Fact]]] = {}
-        for figure_kind, compatible in _COMPATIBLE.items():
-            pairs: list[tuple[float, Fact]] = []
-            for fact in self.facts.values():
-                for kind, factor in compatible:
-                    if fact.kind == kind:
-                        pairs.append((fact.value * factor, fact))
-            pairs.sort(key=lambda p: p[0])
-            index[figure_kind] = ([p[0] for p in pairs], [p[1] for p in pairs])
+        by_kind: dict[str, list[Fact]] = {}
+        for fact in self.facts.values():
+            by_kind.setdefault(fact.kind, []).append(fact)
+        for kind, facts in by_kind.items():
+            facts.sort(key=lambda f: f.value)
+            index[kind] = ([f.value for f in facts], facts)
         return index
 
     def check(self, figure: Figure) -> list[Fact]:
-        """Facts that ``figure`` matches within its rounding (empty: unsupported). Counts always pass."""
+        """Facts that ``figure`` matches within its rounding (empty: unsupported). Counts always pass.
+
+        An unsigned figure may also match a fact's magnitude ("revenue fell 2.1%" for growth of -2.1%)."""
+        # A figure's kind, value, rounding and sign all follow from how it is written: memoise on that.
+        key = (figure.raw, figure.kind)
+        cached = self._memo.get(key)
+        if cached is not None:
+            return cached
         if figure.kind == "count":
             return [Fact("count", figure.value, "number")]
+        signed = _explicitly_signed(figure)
         if self._index is None:
             self._index = self._build_index()
-        values, facts = self._index.get(figure.kind, ([], []))
-        found = _within(values, facts, figure.value, figure)
-        if not found and not _explicitly_signed(figure):
-            found = _within(values, facts, -figure.value, figure)
+        found: list[Fact] = []
+        for kind, factor in _COMPATIBLE.get(figure.kind, ()):
+            entry = self._index.get(kind)
+            if entry is None:
+                continue
+            values, facts = entry
+            found.extend(_within(values, facts, figure.value / factor, figure, factor))
+            if not found and not signed:
+                found.extend(_within(values, facts, -figure.value / factor, figure, factor))
+            if found:
+                break
+        self._memo[key] = found
         return found
+
+    def unsupported(self, figures: list[Figure]) -> list[Figure]:
+        """The figures that match no fact (``check`` for each, with the memo consulted inline)."""
+        memo, check = self._memo, self.check
+        missing = []
+        for figure in figures:
+            found = memo.get((figure.raw, figure.kind))
+            if found is None:
+                found = check(figure)
+            if not found:
+                missing.append(figure)
+        return missing
 
 
 def _explicitly_signed(figure: Figure) -> bool:
     return figure.raw.startswith(("+", "-", "\u2212", "(", "$(")) or figure.value < 0
 
 
-def _within(values: list[float], facts: list[Fact], target: float, figure: Figure) -> list[Fact]:
-    slack = figure.tolerance * (1 + 1e-6) + 1e-9 * max(1.0, abs(target))
+def _within(values: list[float], facts: list[Fact], target: float, figure: Figure, factor: float) -> list[Fact]:
+    # ``target`` is in the fact's unit; the figure's tolerance is converted to it with ``factor``.
+    slack = figure.tolerance / factor * (1 + 1e-6) + 1e-9 * max(1.0, abs(target))
     lo = bisect.bisect_left(values, target - slack)
     hi = bisect.bisect_right(values, target + slack)
     return facts[lo:hi]
@@ -259,8 +287,35 @@ _FIELD_KINDS: dict[str, FactKind | None] = {
 
 _FIELD_KINDS.update(
     dict.fromkeys(
-        ["risk_free_shift", "equity_risk_premium_shift", "revenue_growth_shift", "fcf_margin_shift"], "fraction"
+        ["risk_free_shift", "equity_risk_premium_shift", "revenue_growth_shift", "fcf_margin_shift"],
+        "fraction",
     )
+)
+
+# The industry summary (equitune.finance.industry): group totals, shares, gaps to and premiums over the peer
+# median; rank positions are not figures (they are written in words).
+_FIELD_KINDS.update(
+    {
+        **dict.fromkeys(["peer_revenue_total", "group_revenue_total"], "money"),
+        **dict.fromkeys(
+            [
+                "revenue_share",
+                "revenue_growth_gap",
+                "gross_margin_gap",
+                "operating_margin_gap",
+                "ebitda_margin_gap",
+                "net_margin_gap",
+                "fcf_margin_gap",
+                "roic_gap",
+                "ev_ebitda_premium",
+                "pe_premium",
+                "ev_sales_premium",
+            ],
+            "fraction",
+        ),
+        "revenue_to_peer_median": "multiple",
+        **dict.fromkeys(["position", "out_of"], None),
+    }
 )
 
 
@@ -310,8 +365,19 @@ _COMPANY_KINDS: dict[str, FactKind] = {
 }
 
 
-def add_company(sheet: FactSheet, company: object, prefix: str = "company") -> None:
-    """Add a company's reported figures: market data, and each fiscal year's line items and label."""
+PEER_FIELDS = ("revenue", "ebitda", "net_income", "free_cash_flow")
+
+
+def add_company(
+    sheet: FactSheet,
+    company: object,
+    prefix: str = "company",
+    fields: tuple[str, ...] | None = None,
+    years: int | None = None,
+) -> None:
+    """Add a company's reported figures: market data, and each fiscal year's line items and label
+    (only ``fields`` of the newest ``years`` years when given: peers carry few facts, so that fewer invented
+    figures match a fact by coincidence)."""
     from equitune.market.models import Company
 
     if not isinstance(company, Company):
@@ -324,10 +390,11 @@ def add_company(sheet: FactSheet, company: object, prefix: str = "company") -> N
         day = getattr(company, day_name)
         if day is not None:
             sheet.add(f"{prefix}.{day_name}", date_ordinal(day), "date")
-    for fy in company.financials:
+    for fy in company.financials[:years]:
         key = f"{prefix}.FY{fy.fiscal_year}"
         sheet.add(f"{key}.fiscal_year", fy.fiscal_year, "year")
         if fy.period_end is not None:
             sheet.add(f"{key}.period_end", date_ordinal(fy.period_end), "date")
         for name, kind in _COMPANY_KINDS.items():
-            sheet.add(f"{key}.{name}", getattr(fy, name), kind)
+            if fields is None or name in fields:
+                sheet.add(f"{key}.{name}", getattr(fy, name), kind)

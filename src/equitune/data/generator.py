@@ -9,6 +9,7 @@ Buy/Hold/Sell rating, render prompt and response, check every figure of every re
 from __future__ import annotations
 
 import logging
+import math
 import random
 import statistics
 from collections import Counter, defaultdict
@@ -87,6 +88,7 @@ class EquityResearchTrainingDataGenerator:
         self._drawn = 0
         self._family_cycle: list[Family] = []
         self._used: set[tuple[str, str, str]] = set()
+        self._blocks: dict[tuple[str, str, str], str] = {}
 
     # ------------------------------------------------------------------------------------------- contexts
 
@@ -114,7 +116,11 @@ class EquityResearchTrainingDataGenerator:
         """One example of ``family`` for ``ctx``, every figure checked against the context's facts."""
         rng = rng or self.rng
         request = family.instruction(ctx, rng)
-        data = data_block(ctx, list(family.sections))
+        # The data block is deterministic per (company, condition, family): render it once.
+        key = (ctx.ticker, ctx.condition.name, family.name)
+        data = self._blocks.get(key)
+        if data is None:
+            data = self._blocks[key] = data_block(ctx, list(family.sections))
         response = family.respond(ctx, rng)
         example = Example(
             family=family.name,
@@ -125,8 +131,9 @@ class EquityResearchTrainingDataGenerator:
             data=data,
             response=response,
         )
-        missing = unsupported_figures(response, ctx.facts)
-        self.figures_checked += len(figures_in(response))
+        figures = figures_in(response)
+        missing = unsupported_figures(figures, ctx.facts)
+        self.figures_checked += len(figures)
         if missing:
             raise DataError(
                 f"generated {family.name} example for {ctx.ticker} ({ctx.condition.name}) has unsupported "
@@ -217,7 +224,10 @@ class EquityResearchTrainingDataGenerator:
     def split_of(self) -> dict[str, str]:
         """Company -> split, deterministic from the seed: whole companies go to train, valid or test."""
         return split_companies(
-            [c.ticker for c in self.universe], self.seed, self.config.data.train_fraction, self.config.data.valid_fraction
+            [c.ticker for c in self.universe],
+            self.seed,
+            self.config.data.train_fraction,
+            self.config.data.valid_fraction,
         )
 
     def save(self, out_dir: str | Path | None = None, fmt: Format | None = None) -> DatasetSummary:
@@ -263,28 +273,47 @@ def split_companies(tickers: list[str], seed: int, train: float, valid: float) -
     return dict(zip(ordered, labels, strict=True))
 
 
-def _shingles(text: str, n: int = 5) -> set[int]:
+def _shingles(text: str, n: int = 5) -> set[str]:
     words = text.lower().split()
-    return {hash(" ".join(words[i : i + n])) for i in range(max(0, len(words) - n + 1))}
+    return {" ".join(words[i : i + n]) for i in range(max(0, len(words) - n + 1))}
 
 
 def near_duplicates(parts: dict[str, list[Example]], threshold: float = 0.8) -> list[dict[str, Any]]:
     """Pairs (train vs valid/test, same family) whose responses share at least ``threshold`` of their word
-    5-grams (Jaccard), i.e. held-out examples that may leak through templated wording."""
-    train_by_family: dict[str, list[tuple[Example, set[int]]]] = defaultdict(list)
+    5-grams (Jaccard), i.e. held-out examples that may leak through templated wording.
+
+    Exact, but fast through prefix filtering: two sets with Jaccard >= t must share one of the rarest
+    ``|A| - ceil(t * |A|) + 1`` shingles of each, so only pairs sharing a rare shingle are compared."""
+    shingles = {id(e): _shingles(e.response) for name in SPLITS for e in parts[name]}
+    frequency: Counter[str] = Counter(s for group in shingles.values() for s in group)
+
+    def prefix(example: Example) -> list[str]:
+        ordered = sorted(shingles[id(example)], key=lambda s: (frequency[s], s))
+        keep = len(ordered) - math.ceil(threshold * len(ordered)) + 1
+        return ordered[: max(keep, 0)]
+
+    index: dict[tuple[str, str], list[Example]] = defaultdict(list)
     for example in parts["train"]:
-        train_by_family[example.family].append((example, _shingles(example.response)))
+        for s in prefix(example):
+            index[(example.family, s)].append(example)
     found = []
     for split in ("valid", "test"):
         for example in parts[split]:
-            mine = _shingles(example.response)
-            for other, theirs in train_by_family[example.family]:
+            mine = shingles[id(example)]
+            candidates = {id(o): o for s in prefix(example) for o in index.get((example.family, s), [])}
+            for other in candidates.values():
+                theirs = shingles[id(other)]
                 union = len(mine | theirs)
                 score = len(mine & theirs) / union if union else 0.0
                 if score >= threshold:
                     found.append(
-                        {"split": split, "id": example.id, "train_id": other.id, "family": example.family,
-                         "jaccard": round(score, 3)}
+                        {
+                            "split": split,
+                            "id": example.id,
+                            "train_id": other.id,
+                            "family": example.family,
+                            "jaccard": round(score, 3),
+                        }
                     )
     return found
 
@@ -309,9 +338,7 @@ def dataset_stats(
     distribution before balancing; near-duplicates across splits; validation totals."""
     examples = [e for name in SPLITS for e in parts[name]]
     sectors = {c.ticker: c.sector for c in generator.universe}
-    engine_ratings = Counter(
-        ctx.analysis.target.rating or "Not rated" for ctx in generator.contexts() if ctx.is_base
-    )
+    engine_ratings = Counter(ctx.analysis.target.rating or "Not rated" for ctx in generator.contexts() if ctx.is_base)
     duplicates = near_duplicates(parts)
     companies = defaultdict(list)
     for ticker, name in split.items():

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 FigureKind = Literal["currency", "percent", "bp", "multiple", "year", "date", "number", "count"]
 
@@ -34,11 +33,13 @@ _SCALES: dict[str, float] = {
 }
 
 _NUM = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+"
-_SCALE = r"(?:thousand|millions?|billions?|trillion|mm|mn|bn|tn|[kmbt])(?![a-z])"
+_SCALE = r"(?i:thousand|millions?|billions?|trillion|mm|mn|bn|tn|[kmbt])(?![a-z])"
+# The leading character-class lookahead lets the regex engine skip quickly to candidate positions; the
+# pattern is case-sensitive except for unit words, which is several times faster than IGNORECASE.
 _PATTERN = re.compile(
     rf"""
-    (?=[\d$FU(+\-−.])  # cheap first-character filter: every alternative starts with one of these
-    (?:
+    (?=[-−+(\$\dF.U])
+    (?P<all>
     (?P<date>\b\d{{4}}-\d{{2}}-\d{{2}}\b)
   | (?P<fy>\bFY\s?(?P<fy_year>\d{{4}}|\d{{2}})(?P<fy_est>[EA])?\b)
   | (?P<est>\b(?P<est_year>(?:19|20)\d{{2}})(?P<est_flag>[EA])\b)
@@ -50,19 +51,18 @@ _PATTERN = re.compile(
         (?P<gen_paren>\()?(?P<gen_sign>[-−+])?(?P<gen_num>{_NUM})\)?
         (?:
             \s?(?P<pct>%)
-          | \s?(?P<bp>bps?|basis\ points?)\b
+          | \s?(?P<bp>(?i:bps?|basis\ points?))\b
           | (?P<mult>[x×])(?![a-z0-9])
           | \s?(?P<gen_scale>{_SCALE})
         )?
     )
     )
     """,
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE,
 )
 
 
-@dataclass(frozen=True)
-class Figure:
+class Figure(NamedTuple):
     """One figure found in text: its value in base units and how precisely it was written.
 
     Base units: currency in whole currency units (``$12.3B`` -> 12.3e9), percentages and basis points as
@@ -84,81 +84,120 @@ class Figure:
 
 
 def _number(text: str) -> tuple[float, int]:
-    cleaned = text.replace(",", "")
-    decimals = len(cleaned.split(".")[1]) if "." in cleaned else 0
-    return float(cleaned), decimals
+    cleaned = text.replace(",", "") if "," in text else text
+    dot = cleaned.find(".")
+    return float(cleaned), (len(cleaned) - dot - 1 if dot >= 0 else 0)
 
 
-def _half_unit(decimals: int) -> float:
-    return 0.5 * 10.0 ** (-decimals)
+# Digits inside names are not figures: filings (10-K), index names (S&P 500), ordinals (3rd), horizons
+# (12-month), technologies (5G), tiers. A generic number next to such a context is skipped.
+_NAME_BEFORE = re.compile(r"(?:S&P|Russell|Tier|Level|Phase|Stage|Class|Form|Item|Rule|Section)\s?$")
+_NAME_AFTER = re.compile(r"(?:-(?:[KQ]\b|(?i:year|month|week|day|quarter)s?\b)|[A-Za-z])")
 
 
-# Tokens that contain digits but are names, not figures: filings, index names, quarters, ordinals, horizons.
-_NOT_FIGURES = re.compile(
-    r"""\b10-[KQ]\b|\b8-K\b|\bS&P\s?\d+\b|\bRussell\s\d+\b|\b[QH][1-4]\b|\b\d+(?:st|nd|rd|th)\b
-      |\b\d+-(?:year|month|week|day|quarter|K)s?\b|\b(?:Tier|Level|Phase|Stage|Class)\s\d\b|\b\d+G\b""",
-    re.VERBOSE | re.IGNORECASE,
-)
+def _is_name(text: str, start: int, end: int) -> bool:
+    return bool(_NAME_AFTER.match(text, end) or _NAME_BEFORE.search(text, max(0, start - 9), start))
+
+
+_G = {name: index - 1 for name, index in _PATTERN.groupindex.items()}  # positions in Match.groups()
+_MINUS = ("-", "\u2212")
 
 
 def extract_figures(text: str) -> list[Figure]:
     """Every figure in ``text`` in order of appearance (see the module docstring for the forms).
 
     Digits inside names (10-K, S&P 500, Q3, 12-month, 5G) are not figures and are skipped."""
-    skipped = [(m.start(), m.end()) for m in _NOT_FIGURES.finditer(text)]
+    # Research text repeats whole lines (table rows, template sentences), so lines are parsed once and
+    # memoised; a figure never spans a line break.
     figures: list[Figure] = []
-    for m in _PATTERN.finditer(text):
-        start, end = m.start(), m.end()
-        if any(s < end and start < e for s, e in skipped):
-            continue
-        raw = m.group(0).strip()
-        if m.group("date"):
-            try:
-                ordinal = float(dt.date.fromisoformat(m.group("date")).toordinal())
-            except ValueError:  # not a calendar date (2024-13-45): keep it, as an unmatched number
-                figures.append(Figure(raw, "number", float(m.group("date")[:4]), 0.0, start, end))
-                continue
-            figures.append(Figure(raw, "date", ordinal, 0.0, start, end))
-        elif m.group("fy"):
-            year = int(m.group("fy_year"))
-            year = year + 2000 if year < 100 else year
-            estimate = (m.group("fy_est") or "").upper() == "E"
-            figures.append(Figure(raw, "year", float(year), 0.0, start, end, estimate))
-        elif m.group("est"):
-            estimate = m.group("est_flag").upper() == "E"
-            figures.append(Figure(raw, "year", float(m.group("est_year")), 0.0, start, end, estimate))
-        elif m.group("currency"):
-            value, decimals = _number(m.group("cur_num"))
-            scale = _SCALES[m.group("cur_scale").lower()] if m.group("cur_scale") else 1.0
-            negative = bool(m.group("cur_paren")) or (m.group("cur_sign") or "") in {"-", "\u2212"}
-            signed = -value * scale if negative else value * scale
-            figures.append(Figure(raw, "currency", signed, _half_unit(decimals) * scale, start, end))
-        else:
-            figures.append(_generic(m, raw, start, end))
+    append, memo, new = figures.append, _LINES, Figure
+    offset = 0
+    for line in text.split("\n"):
+        parsed = memo.get(line)
+        if parsed is None:
+            parsed = _parse_line(line)
+            if len(memo) >= 100_000:
+                memo.clear()
+            memo[line] = parsed
+        for kind, value, tolerance, estimate, raw, start, end in parsed:
+            append(new(raw, kind, value, tolerance, start + offset, end + offset, estimate))
+        offset += len(line) + 1
     return figures
 
 
-def _generic(m: re.Match[str], raw: str, start: int, end: int) -> Figure:
-    value, decimals = _number(m.group("gen_num"))
+_LineFigure = tuple["FigureKind", float, float, bool, str, int, int]
+_LINES: dict[str, tuple[_LineFigure, ...]] = {}
+
+
+def _parse_line(line: str) -> tuple[_LineFigure, ...]:
+    found: list[_LineFigure] = []
+    cursor = 0
+    i_all = _G["all"]
+    for g in _PATTERN.findall(line):
+        whole = g[i_all]
+        start = line.find(whole, cursor)
+        end = cursor = start + len(whole)
+        kind, value, tolerance, estimate, raw, shift, name_check = _parse(g)
+        if name_check and _is_name(line, start, end):
+            continue
+        found.append((kind, value, tolerance, estimate, raw, start + shift, end))
+    return tuple(found)
+
+
+_Parsed = tuple[FigureKind, float, float, bool, str, int, bool]
+
+
+def _parse(g: tuple[str, ...]) -> _Parsed:
+    """(kind, value, tolerance, estimate, raw, start offset, needs name check) of one matched token."""
+    raw = g[_G["all"]].strip()
+    if g[_G["generic"]]:
+        figure = _generic(g, raw, 0, 0)
+        check = not (g[_G["pct"]] or g[_G["mult"]] or g[_G["bp"]])
+        return figure.kind, figure.value, figure.tolerance, False, figure.raw, figure.start, check
+    if g[_G["currency"]]:
+        value, decimals = _number(g[_G["cur_num"]])
+        scale_word = g[_G["cur_scale"]]
+        scale = _SCALES[scale_word.lower()] if scale_word else 1.0
+        negative = bool(g[_G["cur_paren"]]) or g[_G["cur_sign"]] in _MINUS
+        signed = -value * scale if negative else value * scale
+        return "currency", signed, 0.5 * 10.0**-decimals * scale, False, raw, 0, False
+    if g[_G["date"]]:
+        try:
+            return "date", float(dt.date.fromisoformat(g[_G["date"]]).toordinal()), 0.0, False, raw, 0, False
+        except ValueError:  # not a calendar date (2024-13-45): keep it, as an unmatched number
+            return "number", float(g[_G["date"]][:4]), 0.0, False, raw, 0, False
+    if g[_G["fy"]]:
+        year = int(g[_G["fy_year"]])
+        year = year + 2000 if year < 100 else year
+        return "year", float(year), 0.0, g[_G["fy_est"]] == "E", raw, 0, False
+    return "year", float(g[_G["est_year"]]), 0.0, g[_G["est_flag"]] == "E", raw, 0, False
+
+
+def _generic(g: tuple[str, ...], raw: str, start: int, end: int) -> Figure:
+    number = g[_G["gen_num"]]
+    value, decimals = _number(number)
+    half = 0.5 * 10.0**-decimals
     # "(2.1)%" and "(2.1)" are accounting negatives; "(2.1% of sales" is an opening bracket.
-    parenthesised = bool(m.group("gen_paren")) and ")" in m.group("generic")
-    negative = parenthesised or (m.group("gen_sign") or "") in {"-", "\u2212"}
-    if m.group("gen_paren") and not parenthesised:
+    opened = bool(g[_G["gen_paren"]])
+    parenthesised = opened and ")" in g[_G["generic"]]
+    negative = parenthesised or g[_G["gen_sign"]] in _MINUS
+    if opened and not parenthesised:
         raw, start = raw[1:], start + 1
     sign = -1.0 if negative else 1.0
-    if m.group("pct"):
-        return Figure(raw, "percent", sign * value / 100, _half_unit(decimals) / 100, start, end)
-    if m.group("bp"):
-        return Figure(raw, "bp", sign * value / 10_000, _half_unit(decimals) / 10_000, start, end)
-    if m.group("mult"):
-        return Figure(raw, "multiple", sign * value, _half_unit(decimals), start, end)
-    if m.group("gen_scale"):
-        scale = _SCALES[m.group("gen_scale").lower()]
-        return Figure(raw, "number", sign * value * scale, _half_unit(decimals) * scale, start, end)
-    plain = "," not in m.group("gen_num") and decimals == 0 and not negative
+    if g[_G["pct"]]:
+        return Figure(raw, "percent", sign * value / 100, half / 100, start, end)
+    if g[_G["bp"]]:
+        return Figure(raw, "bp", sign * value / 10_000, half / 10_000, start, end)
+    if g[_G["mult"]]:
+        return Figure(raw, "multiple", sign * value, half, start, end)
+    scale_word = g[_G["gen_scale"]]
+    if scale_word:
+        scale = _SCALES[scale_word.lower()]
+        return Figure(raw, "number", sign * value * scale, half * scale, start, end)
+    plain = decimals == 0 and not negative and "," not in number
     if plain and 1900 <= value <= 2100:
         return Figure(raw, "year", value, 0.0, start, end)
     if plain and value < 100:
         # Small bare integers are list counts and horizons ("3 catalysts", "5 years"), not figures to check.
         return Figure(raw, "count", value, 0.0, start, end)
-    return Figure(raw, "number", sign * value, _half_unit(decimals), start, end)
+    return Figure(raw, "number", sign * value, half, start, end)

@@ -74,17 +74,14 @@ def _given(prompt_figures: list[Figure], figure: Figure) -> bool:
     return any(p.kind == figure.kind and figure.matches(p.value) for p in prompt_figures)
 
 
-def unsupported_figures(response: str, facts: FactSheet | None, prompt: str = "") -> list[Figure]:
-    """Figures of ``response`` that match neither a fact nor a figure the prompt gave."""
-    prompt_figures: list[Figure] | None = None
-    missing = []
-    for figure in figures_in(response):
-        if facts is not None and facts.check(figure):
-            continue
-        if prompt_figures is None:
-            prompt_figures = figures_in(prompt)
-        if not _given(prompt_figures, figure):
-            missing.append(figure)
+def unsupported_figures(response: str | list[Figure], facts: FactSheet | None, prompt: str = "") -> list[Figure]:
+    """Figures of ``response`` (text, or its figures already extracted) that match neither a fact nor a
+    figure the prompt gave."""
+    figures = figures_in(response) if isinstance(response, str) else response
+    missing = facts.unsupported(figures) if facts is not None else list(figures)
+    if missing and prompt:
+        given = figures_in(prompt)
+        missing = [f for f in missing if not _given(given, f)]
     return missing
 
 
@@ -144,7 +141,9 @@ def parse_record(obj: Any, line: int) -> tuple[dict[str, str], list[Issue]]:
                 continue
             role = message.get("role")
             if role not in ROLES:
-                issues.append(Issue(line, f"{where}.role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})"))
+                issues.append(
+                    Issue(line, f"{where}.role", f"unknown role {role!r} (expected one of {', '.join(ROLES)})")
+                )
                 continue
             content = _text(message.get("content"))
             if content is None:

@@ -27,8 +27,7 @@ from equitune.market.models import Company
 # Sectors where an FCF-based DCF and EV multiples describe the business poorly (debt is raw material for
 # banks; REITs are valued on FFO and NAV); the numbers are still computed, with this caveat.
 _POOR_FIT_SECTORS = {
-    "Financials": "FCF-based DCF and EV multiples fit banks and insurers poorly (debt and cash are operating "
-    "items)",
+    "Financials": "FCF-based DCF and EV multiples fit banks and insurers poorly (debt and cash are operating items)",
     "Real Estate": "REITs are usually valued on FFO and NAV; FCF-based DCF and EV multiples are rough guides",
 }
 
@@ -132,9 +131,7 @@ def analyze_company(
     try:
         inputs = dcf_inputs(company, wacc.wacc, a, comps.summary("ev_ebitda").median, wacc.tax_rate)
         dcf = run_dcf(inputs)
-        table = sensitivity_table(
-            inputs, a.sensitivity_wacc_step, a.sensitivity_growth_step, a.sensitivity_steps
-        )
+        table = sensitivity_table(inputs, a.sensitivity_wacc_step, a.sensitivity_growth_step, a.sensitivity_steps)
         dcf = dcf.model_copy(update={"sensitivity": table})
     except FinanceError as exc:
         dcf_error = str(exc)

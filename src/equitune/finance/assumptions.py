@@ -58,9 +58,7 @@ class ScenarioShift(BaseModel):
     fcf_margin: float = Field(
         default=0.0, ge=-0.2, le=0.2, description="Added to the free-cash-flow margin, e.g. 0.02."
     )
-    wacc: float = Field(
-        default=0.0, ge=-0.05, le=0.05, description="Added to the WACC, e.g. -0.005 for a bull case."
-    )
+    wacc: float = Field(default=0.0, ge=-0.05, le=0.05, description="Added to the WACC, e.g. -0.005 for a bull case.")
     exit_multiple: float = Field(
         default=0.0,
         ge=-10.0,
@@ -122,12 +120,8 @@ class ValuationAssumptions(BaseModel):
         le=0.6,
         description="Tax rate for every company; null = effective rate (tax / pretax income).",
     )
-    min_tax_rate: float = Field(
-        default=0.0, ge=0.0, le=0.6, description="Lower limit on the effective tax rate."
-    )
-    max_tax_rate: float = Field(
-        default=0.35, ge=0.0, le=0.6, description="Upper limit on the effective tax rate."
-    )
+    min_tax_rate: float = Field(default=0.0, ge=0.0, le=0.6, description="Lower limit on the effective tax rate.")
+    max_tax_rate: float = Field(default=0.35, ge=0.0, le=0.6, description="Upper limit on the effective tax rate.")
     fallback_tax_rate: float = Field(
         default=0.21,
         ge=0.0,
@@ -136,9 +130,7 @@ class ValuationAssumptions(BaseModel):
     )
 
     # ---- DCF projection
-    projection_years: int = Field(
-        default=5, ge=1, le=15, description="Years of explicit revenue and FCF projection."
-    )
+    projection_years: int = Field(default=5, ge=1, le=15, description="Years of explicit revenue and FCF projection.")
     terminal_growth: float = Field(
         default=0.025,
         ge=-0.02,
@@ -197,9 +189,7 @@ class ValuationAssumptions(BaseModel):
     min_fcf_margin: float = Field(
         default=-0.5, ge=-1.0, le=1.0, description="Lower limit on the historical FCF margin."
     )
-    max_fcf_margin: float = Field(
-        default=0.7, ge=-1.0, le=1.0, description="Upper limit on the historical FCF margin."
-    )
+    max_fcf_margin: float = Field(default=0.7, ge=-1.0, le=1.0, description="Upper limit on the historical FCF margin.")
 
     # ---- comparables
     min_peers: int = Field(
@@ -268,9 +258,7 @@ class ValuationAssumptions(BaseModel):
             ("min_fcf_margin", "max_fcf_margin"),
         ):
             if getattr(self, low) > getattr(self, high):
-                problems.append(
-                    f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})"
-                )
+                problems.append(f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})")
         if self.comps_weight_ev_ebitda + self.comps_weight_pe + self.comps_weight_ev_sales <= 0:
             problems.append(
                 "at least one of comps_weight_ev_ebitda, comps_weight_pe, comps_weight_ev_sales must be > 0"

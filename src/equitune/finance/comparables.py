@@ -95,9 +95,7 @@ class ComparablesResult(ResultModel):
     meaningful: bool = Field(description="True when value_per_share is a positive number.")
     issues: list[str] = Field(default_factory=list, description="Why the value is missing, when it is.")
     quartile_method: str = Field(default=QUARTILE_METHOD, description="How quartiles are computed.")
-    combination_method: str = Field(
-        default=COMBINATION_METHOD, description="How implied values are combined."
-    )
+    combination_method: str = Field(default=COMBINATION_METHOD, description="How implied values are combined.")
 
     def summary(self, multiple: MultipleName) -> MultipleSummary:
         """The statistics of ``multiple``."""
@@ -267,9 +265,7 @@ def compare_with_peers(
         )
         for m in MULTIPLES
     ]
-    value, effective = combine_implied_values(
-        {s.multiple: s.implied_value_per_share for s in summaries}, weights
-    )
+    value, effective = combine_implied_values({s.multiple: s.implied_value_per_share for s in summaries}, weights)
     summaries = [s.model_copy(update={"effective_weight": effective[s.multiple]}) for s in summaries]
     issues: list[str] = []
     if not peers:
@@ -343,9 +339,7 @@ def shifted_comparables_value(
 ) -> float | None:
     """The comparables value per share with the peers' median EV/EBITDA moved by ``ev_ebitda_shift`` turns
     (how a scenario re-rates the multiple); the other implied values are unchanged."""
-    implied: dict[MultipleName, float | None] = {
-        m.multiple: m.implied_value_per_share for m in comps.multiples
-    }
+    implied: dict[MultipleName, float | None] = {m.multiple: m.implied_value_per_share for m in comps.multiples}
     ev_ebitda = comps.summary("ev_ebitda")
     if ev_ebitda.median is not None:
         implied["ev_ebitda"] = implied_value_per_share(

@@ -60,8 +60,6 @@ CONDITIONS: dict[str, MarketCondition] = {
         MarketCondition(
             name="risk_off", title="Risk-off (equity risk premium +150 bp)", equity_risk_premium_shift=0.015
         ),
-        MarketCondition(
-            name="expansion", title="Demand expansion", revenue_growth_shift=0.04, fcf_margin_shift=0.01
-        ),
+        MarketCondition(name="expansion", title="Demand expansion", revenue_growth_shift=0.04, fcf_margin_shift=0.01),
     )
 }

@@ -97,9 +97,7 @@ class DCFResult(ResultModel):
     sum_pv_fcf: float = Field(description="Sum of discounted projected FCF, millions.")
     final_year_ebitda: float | None = Field(description="EBITDA of the last projected year, millions.")
     terminal_value_gordon: float = Field(description="Gordon-growth terminal value at the end of year N.")
-    terminal_value_exit: float | None = Field(
-        description="Exit-multiple terminal value at the end of year N."
-    )
+    terminal_value_exit: float | None = Field(description="Exit-multiple terminal value at the end of year N.")
     implied_exit_multiple: float | None = Field(description="Gordon terminal value / final-year EBITDA.")
     implied_terminal_growth: float | None = Field(description="Perpetual growth implied by the exit value.")
     terminal_value_method: TerminalValueMethod = Field(description="Terminal value actually used.")
@@ -156,9 +154,7 @@ def implied_perpetual_growth(terminal_value: float, final_fcf: float, wacc: floa
     return safe_div(terminal_value * wacc - final_fcf, terminal_value + final_fcf)
 
 
-def unlevered_free_cash_flow(
-    year: FiscalYear, tax_rate: float, add_back_interest: bool = True
-) -> float | None:
+def unlevered_free_cash_flow(year: FiscalYear, tax_rate: float, add_back_interest: bool = True) -> float | None:
     """Reported free cash flow (or operating cash flow - capex when FCF is missing) plus, when
     ``add_back_interest``, interest expense * (1 - ``tax_rate``); unreported interest adds nothing."""
     fcf = year.free_cash_flow
@@ -229,11 +225,7 @@ def dcf_inputs(
         rate, span = history
         initial = clamp(rate, a.min_initial_growth, a.max_initial_growth)
         growth_source = "historical_cagr" if initial == rate else "historical_cagr_limited"
-        limited = (
-            ""
-            if initial == rate
-            else f", limited to [{a.min_initial_growth:.1%}, {a.max_initial_growth:.1%}]"
-        )
+        limited = "" if initial == rate else f", limited to [{a.min_initial_growth:.1%}, {a.max_initial_growth:.1%}]"
         notes.append(f"year-1 revenue growth {initial:.1%}: {span}-year revenue CAGR {rate:.1%}{limited}")
     else:
         initial, growth_source = a.terminal_growth, "terminal_growth"
@@ -246,9 +238,7 @@ def dcf_inputs(
     else:
         raw = historical_margin(company, a.fcf_margin_history_years, "fcf", tax, add_back)
         if raw is None:
-            raise FinanceError(
-                f"{company.ticker}: DCF needs free cash flow (or operating cash flow and capex)"
-            )
+            raise FinanceError(f"{company.ticker}: DCF needs free cash flow (or operating cash flow and capex)")
         margin = clamp(raw, a.min_fcf_margin, a.max_fcf_margin)
         margin_source = "historical" if margin == raw else "historical_limited"
         limited = "" if margin == raw else f", limited to [{a.min_fcf_margin:.1%}, {a.max_fcf_margin:.1%}]"
@@ -352,9 +342,7 @@ def run_dcf(inputs: DCFInputs, wacc: float | None = None, terminal_growth: float
         raise FinanceError(f"{inputs.ticker}: DCF figures overflow; check the inputs' units")
 
     if inputs.fcf_margin <= 0:
-        issues.append(
-            f"FCF margin {inputs.fcf_margin:.1%} is not positive: projected cash flows destroy value"
-        )
+        issues.append(f"FCF margin {inputs.fcf_margin:.1%} is not positive: projected cash flows destroy value")
     if enterprise <= 0:
         issues.append(f"enterprise value {enterprise:,.0f} is not positive")
     if equity <= 0:
@@ -385,9 +373,7 @@ def run_dcf(inputs: DCFInputs, wacc: float | None = None, terminal_growth: float
     )
 
 
-def sensitivity_table(
-    inputs: DCFInputs, wacc_step: float, growth_step: float, steps: int
-) -> SensitivityTable:
+def sensitivity_table(inputs: DCFInputs, wacc_step: float, growth_step: float, steps: int) -> SensitivityTable:
     """Value per share for WACC ``inputs.wacc + k * wacc_step`` (rows) by terminal growth
     ``inputs.terminal_growth + k * growth_step`` (columns), k = -steps..steps. Cells where WACC <= growth
     or WACC <= 0 are ``None`` (the DCF has no finite value there)."""

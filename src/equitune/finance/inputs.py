@@ -40,9 +40,7 @@ def check_finite(company: Company) -> None:
         for name in FISCAL_FIELDS:
             value = getattr(year, name)
             if value is not None and not math.isfinite(value):
-                raise FinanceError(
-                    f"{company.ticker}: FY{year.fiscal_year}.{name} is {value}, not a finite number"
-                )
+                raise FinanceError(f"{company.ticker}: FY{year.fiscal_year}.{name} is {value}, not a finite number")
 
 
 def latest_year(company: Company) -> FiscalYear:

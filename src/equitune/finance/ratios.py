@@ -44,32 +44,20 @@ class FinancialRatios(ResultModel):
     )
     tax_rate: float = Field(description="Tax rate used for NOPAT (resolved as for the WACC).")
     tax_rate_source: TaxRateSource = Field(description="Where the tax rate comes from.")
-    effective_tax_rate: float | None = Field(
-        description="Income tax / pretax income as reported (unlimited)."
-    )
+    effective_tax_rate: float | None = Field(description="Income tax / pretax income as reported (unlimited).")
     net_debt: float | None = Field(description="Total debt - cash, millions (negative = net cash).")
     net_debt_to_ebitda: float | None = Field(description="Net debt / EBITDA (None when EBITDA <= 0).")
     debt_to_equity: float | None = Field(description="Total debt / total equity (None when equity <= 0).")
     interest_coverage: float | None = Field(
         description="Operating income / interest expense (None when interest is not reported or zero)."
     )
-    fcf_conversion: float | None = Field(
-        description="Free cash flow / net income (None when net income <= 0)."
-    )
-    dividend_payout: float | None = Field(
-        description="Dividends per share / diluted EPS (None when EPS <= 0)."
-    )
+    fcf_conversion: float | None = Field(description="Free cash flow / net income (None when net income <= 0).")
+    dividend_payout: float | None = Field(description="Dividends per share / diluted EPS (None when EPS <= 0).")
     revenue_growth: float | None = Field(description="Revenue growth over the prior year.")
-    ebitda_growth: float | None = Field(
-        description="EBITDA growth over the prior year (None from EBITDA <= 0)."
-    )
-    eps_growth: float | None = Field(
-        description="Diluted EPS growth over the prior year (None from EPS <= 0)."
-    )
+    ebitda_growth: float | None = Field(description="EBITDA growth over the prior year (None from EBITDA <= 0).")
+    eps_growth: float | None = Field(description="Diluted EPS growth over the prior year (None from EPS <= 0).")
     revenue_cagr: float | None = Field(description="Revenue CAGR over revenue_cagr_years.")
-    revenue_cagr_years: int | None = Field(
-        description="Years the revenue CAGR spans (oldest to newest year)."
-    )
+    revenue_cagr_years: int | None = Field(description="Years the revenue CAGR spans (oldest to newest year).")
 
 
 def growth(current: float | None, previous: float | None) -> float | None:

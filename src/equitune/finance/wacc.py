@@ -26,9 +26,7 @@ class WACCResult(ResultModel):
     risk_free_rate: float = Field(description="Risk-free rate used in CAPM.")
     equity_risk_premium: float = Field(description="Equity risk premium used in CAPM.")
     beta: float = Field(description="Equity beta used.")
-    beta_source: Literal["reported", "default"] = Field(
-        description="'default' = the assumptions' default_beta."
-    )
+    beta_source: Literal["reported", "default"] = Field(description="'default' = the assumptions' default_beta.")
     cost_of_equity: float = Field(description="rf + beta * ERP.")
     pre_tax_cost_of_debt: float = Field(description="Kd before tax.")
     cost_of_debt_source: CostOfDebtSource = Field(description="Where Kd comes from (see the notes).")
@@ -58,9 +56,7 @@ def weighted_average_cost_of_capital(
 ) -> float:
     """``E/(E+D) * Ke + D/(E+D) * Kd_after_tax``; raises ``FinanceError`` unless E > 0 and D >= 0."""
     if equity_value <= 0 or debt_value < 0:
-        raise FinanceError(
-            f"WACC needs equity > 0 and debt >= 0 (got equity {equity_value}, debt {debt_value})"
-        )
+        raise FinanceError(f"WACC needs equity > 0 and debt >= 0 (got equity {equity_value}, debt {debt_value})")
     total = equity_value + debt_value
     return equity_value / total * cost_of_equity + debt_value / total * after_tax_cost_of_debt
 
@@ -90,9 +86,7 @@ def resolve_tax_rate(year: FiscalYear, assumptions: ValuationAssumptions) -> tup
     return effective, "effective", f"tax rate {effective:.1%} = effective rate FY{year.fiscal_year}"
 
 
-def resolve_cost_of_debt(
-    year: FiscalYear, assumptions: ValuationAssumptions
-) -> tuple[float, CostOfDebtSource, str]:
+def resolve_cost_of_debt(year: FiscalYear, assumptions: ValuationAssumptions) -> tuple[float, CostOfDebtSource, str]:
     """The pre-tax cost of debt: the override, else interest expense / total debt of ``year`` limited to the
     configured range, else risk-free rate + credit spread when interest or debt is not reported (or zero).
     Returns the rate, its source and a sentence saying how it was chosen."""

@@ -62,9 +62,7 @@ class JsonCache:
     expired or unreadable entry, so ``None`` itself cannot be cached.
     """
 
-    def __init__(
-        self, directory: str | os.PathLike[str], max_age: float | None = 86_400.0, clock: Clock = time.time
-    ):
+    def __init__(self, directory: str | os.PathLike[str], max_age: float | None = 86_400.0, clock: Clock = time.time):
         if max_age is not None and max_age < 0:
             raise ConfigError(f"cache max_age must be >= 0 seconds, got {max_age}")
         self.directory = Path(directory).expanduser()
@@ -116,13 +114,9 @@ class RateLimiter:
     under such a limit. Thread-safe; the clock must be monotonic.
     """
 
-    def __init__(
-        self, max_calls: int, period: float = 1.0, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
-    ):
+    def __init__(self, max_calls: int, period: float = 1.0, clock: Clock = time.monotonic, sleep: Sleep = time.sleep):
         if max_calls < 1 or period <= 0:
-            raise ConfigError(
-                f"rate limit must allow at least 1 call per positive period, got {max_calls}/{period}s"
-            )
+            raise ConfigError(f"rate limit must allow at least 1 call per positive period, got {max_calls}/{period}s")
         self.max_calls = max_calls
         self.period = period
         self._clock = clock

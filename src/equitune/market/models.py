@@ -90,9 +90,7 @@ class FiscalYear(BaseModel):
     capex: float | None = Field(None, description="Capital expenditure (positive number).")
     free_cash_flow: float | None = Field(None, description="Operating cash flow less capital expenditure.")
     cash: float | None = Field(None, description="Cash, cash equivalents and short-term investments.")
-    total_debt: float | None = Field(
-        None, description="Short- plus long-term debt (excluding operating leases)."
-    )
+    total_debt: float | None = Field(None, description="Short- plus long-term debt (excluding operating leases).")
     total_equity: float | None = Field(None, description="Shareholders' equity attributable to the company.")
     total_assets: float | None = Field(None, description="Total assets.")
     dividends_per_share: float | None = Field(None, description="Dividends declared per share.")
@@ -135,9 +133,7 @@ class Company(BaseModel):
     def _newest_first(self) -> Company:
         years = [fy.fiscal_year for fy in self.financials]
         if years != sorted(years, reverse=True) or len(set(years)) != len(years):
-            raise ValueError(
-                f"{self.ticker}: financials must be distinct fiscal years, newest first; got {years}"
-            )
+            raise ValueError(f"{self.ticker}: financials must be distinct fiscal years, newest first; got {years}")
         return self
 
     @property
@@ -154,9 +150,7 @@ class Company(BaseModel):
 
     def missing_fields(self, years: int = 2) -> list[str]:
         """Required figures absent from the record, as 'FY2024.gross_profit', 'price', ... ."""
-        missing = [
-            name for name in ("price", "diluted_shares", "market_cap", "beta") if getattr(self, name) is None
-        ]
+        missing = [name for name in ("price", "diluted_shares", "market_cap", "beta") if getattr(self, name) is None]
         if len(self.financials) < years:
             missing.append(f"financials (have {len(self.financials)} of {years} fiscal years)")
         for fy in self.financials[:years]:

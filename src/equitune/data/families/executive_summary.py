@@ -92,11 +92,14 @@ def respond(ctx: ExampleContext, rng: random.Random) -> str:
     """The executive summary, section order and wording varied by ``rng``."""
     c, t = ctx.company, ctx.analysis.target
     rating = rating_word(ctx)
-    title = pick(rng, [
-        f"# {c.name} ({c.ticker}): {rating}, price target {price(t.price_target)}",
-        f"# {c.name} ({c.ticker}) - Executive Summary",
-        f"# Equity Research: {c.name} ({c.ticker})",
-    ])
+    title = pick(
+        rng,
+        [
+            f"# {c.name} ({c.ticker}): {rating}, price target {price(t.price_target)}",
+            f"# {c.name} ({c.ticker}) - Executive Summary",
+            f"# Equity Research: {c.name} ({c.ticker})",
+        ],
+    )
     headline = pick(rng, ["## Rating and Price Target", "## Recommendation", "## Investment Rating"])
     rating_block = (
         f"{headline}\n"

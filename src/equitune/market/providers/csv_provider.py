@@ -69,18 +69,12 @@ class ColumnSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    column: str = Field(
-        description="Header of the column, exactly as in the file (surrounding spaces ignored)."
+    column: str = Field(description="Header of the column, exactly as in the file (surrounding spaces ignored).")
+    unit: Literal["dollars", "thousands", "millions", "billions", "units", "fraction", "percent"] | None = Field(
+        default=None,
+        description="Unit of the column's numbers; converted to millions (money, shares) or fractions.",
     )
-    unit: Literal["dollars", "thousands", "millions", "billions", "units", "fraction", "percent"] | None = (
-        Field(
-            default=None,
-            description="Unit of the column's numbers; converted to millions (money, shares) or fractions.",
-        )
-    )
-    scale: float | None = Field(
-        default=None, description="Explicit multiplier to equitune's unit, instead of 'unit'."
-    )
+    scale: float | None = Field(default=None, description="Explicit multiplier to equitune's unit, instead of 'unit'.")
 
     @model_validator(mode="after")
     def _one_scale(self) -> ColumnSpec:
@@ -120,9 +114,7 @@ class CsvMapping(BaseModel):
     columns: dict[str, ColumnSpec] = Field(description="Our field name -> the file's column and unit.")
     join: JoinSpec | None = Field(default=None, description="A second file joined on the ticker.")
     label: str = Field(default="CSV file", description="What the file is, for the records' 'source'.")
-    currency: str = Field(
-        default="USD", description="Currency of the file's money columns, when no column says."
-    )
+    currency: str = Field(default="USD", description="Currency of the file's money columns, when no column says.")
     notes: list[str] = Field(default_factory=list, description="Caveats added to every record's notes.")
 
     @field_validator("columns", mode="before")
@@ -138,9 +130,7 @@ class CsvMapping(BaseModel):
     def _known_fields(cls, value: dict[str, ColumnSpec]) -> dict[str, ColumnSpec]:
         unknown = sorted(set(value) - set(MAPPABLE_FIELDS))
         if unknown:
-            raise ValueError(
-                f"unknown field(s) {', '.join(unknown)}; mappable fields: {', '.join(MAPPABLE_FIELDS)}"
-            )
+            raise ValueError(f"unknown field(s) {', '.join(unknown)}; mappable fields: {', '.join(MAPPABLE_FIELDS)}")
         if "ticker" not in value:
             raise ValueError("the mapping must name the column that holds the ticker ('ticker')")
         return value
@@ -318,12 +308,8 @@ _DERIVATIONS: tuple[_Derivation, ...] = (
     _Derivation("eps_diluted", ("price", "price_to_earnings"), _ratio, "{price} ÷ {price_to_earnings}"),
     _Derivation("revenue", ("market_cap", "price_to_sales"), _ratio, "{market_cap} ÷ {price_to_sales}"),
     _Derivation("total_equity", ("market_cap", "price_to_book"), _ratio, "{market_cap} ÷ {price_to_book}"),
-    _Derivation(
-        "net_income", ("eps_diluted", "diluted_shares"), lambda e, s: e * s, "{eps_diluted} × shares"
-    ),
-    _Derivation(
-        "dividends_per_share", ("dividend_yield", "price"), lambda y, p: y * p, "{dividend_yield} × {price}"
-    ),
+    _Derivation("net_income", ("eps_diluted", "diluted_shares"), lambda e, s: e * s, "{eps_diluted} × shares"),
+    _Derivation("dividends_per_share", ("dividend_yield", "price"), lambda y, p: y * p, "{dividend_yield} × {price}"),
     _Derivation(
         "ebitda",
         ("operating_income", "depreciation_amortization"),
@@ -366,9 +352,7 @@ class _Table:
                 f"columns are: {', '.join(self.header)}"
             )
         if len(positions) > 1:
-            raise DataError(
-                f"{self.path}, line 1: column '{column}' appears {len(positions)} times in the header"
-            )
+            raise DataError(f"{self.path}, line 1: column '{column}' appears {len(positions)} times in the header")
         return positions[0]
 
 
@@ -402,9 +386,7 @@ def _read_table(path: Path) -> _Table:
                     if len(cells) < len(header)
                     else f"extra cell after column '{header[-1]}'"
                 )
-                raise DataError(
-                    f"{path}, line {line}: {len(cells)} cells but the header has {len(header)} ({where})"
-                )
+                raise DataError(f"{path}, line {line}: {len(cells)} cells but the header has {len(header)} ({where})")
             rows.append((line, cells))
     except csv.Error as exc:
         raise DataError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
@@ -527,9 +509,7 @@ def _sources(name: str, mapped: set[str], seen: frozenset[str] = frozenset()) ->
 class _Builder:
     """Turns parsed rows into Company records and fills in the import report."""
 
-    def __init__(
-        self, table: _Table, mapping: CsvMapping, join: _Join | None, as_of: dt.date, as_of_note: str
-    ):
+    def __init__(self, table: _Table, mapping: CsvMapping, join: _Join | None, as_of: dt.date, as_of_note: str):
         self.table = table
         self.mapping = mapping
         self.join = join
@@ -548,10 +528,7 @@ class _Builder:
         return formula.format(**{name: f"'{spec.column}'" for name, spec in self.mapping.columns.items()})
 
     def build(self) -> dict[str, Company]:
-        columns = {
-            name: (self.table.index_of(spec.column, name), spec)
-            for name, spec in self.mapping.columns.items()
-        }
+        columns = {name: (self.table.index_of(spec.column, name), spec) for name, spec in self.mapping.columns.items()}
         groups: dict[str, list[_Row]] = {}
         seen: dict[tuple[str, int | None], int] = {}
         for line, cells in self.table.rows:
@@ -613,11 +590,7 @@ class _Builder:
             sources = _sources(name, self.mapped)
             if sources is None:
                 continue  # not provided by the file at all; reported once, not per row
-            found = [
-                f"{self.column(s)} blank"
-                for s in sorted(sources, key=MAPPABLE_FIELDS.index)
-                if s in row.blank
-            ]
+            found = [f"{self.column(s)} blank" for s in sorted(sources, key=MAPPABLE_FIELDS.index) if s in row.blank]
             found += [row.problems[s] for s in sorted(sources) if s in row.problems]
             if not found:
                 formula = _DERIVED_BY[name].formula if name in _DERIVED_BY else ""
@@ -625,9 +598,7 @@ class _Builder:
             causes[name] = found
         return values, notes, causes
 
-    def company_fields(
-        self, ticker: str, first: dict[str, Any]
-    ) -> tuple[dict[str, Any], list[str], list[str]]:
+    def company_fields(self, ticker: str, first: dict[str, Any]) -> tuple[dict[str, Any], list[str], list[str]]:
         """Identity fields from the row, then the join; returns (fields, notes, partial reasons)."""
         fields: dict[str, Any] = {k: first.get(k) for k in ("name", "sector", "sub_industry", "cik")}
         notes: list[str] = []
@@ -757,9 +728,7 @@ class _Builder:
 
     def finish_report(self) -> None:
         not_provided = [
-            name
-            for name in (*COMPANY_NUMBERS, *REQUIRED_FISCAL_FIELDS)
-            if _sources(name, self.mapped) is None
+            name for name in (*COMPANY_NUMBERS, *REQUIRED_FISCAL_FIELDS) if _sources(name, self.mapped) is None
         ]
         if not self.multi_year:
             not_provided.append("a second fiscal year")
@@ -769,9 +738,7 @@ class _Builder:
             self.report.not_provided = []
         if self.join is not None:
             matched, unmatched = self.join_stats["matched"], self.join_stats["unmatched"]
-            line = (
-                f"Sector join with {self.join.path.name}: {matched} of {matched + unmatched} symbols matched"
-            )
+            line = f"Sector join with {self.join.path.name}: {matched} of {matched + unmatched} symbols matched"
             if unmatched:
                 line += f"; {self.join_stats['inferred']} sectors inferred from the sub-industry"
                 line += f"; {len(self.unknown_sector)} unknown"
@@ -780,9 +747,7 @@ class _Builder:
             self.report.notes.append(line + ".")
         if "price_to_book" in self.mapped:
             negative = sum(
-                1
-                for _, cells in self.table.rows
-                if _is_negative(cells, self.table, self.column("price_to_book"))
+                1 for _, cells in self.table.rows if _is_negative(cells, self.table, self.column("price_to_book"))
             )
             if negative:
                 self.report.notes.append(

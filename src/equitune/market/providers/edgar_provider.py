@@ -180,9 +180,7 @@ class CompanyFacts:
             try:
                 end = dt.date.fromisoformat(entry["end"])
                 start = dt.date.fromisoformat(entry["start"]) if entry.get("start") else None
-                fact = _Fact(
-                    float(entry["val"]), end, start, entry.get("fy"), entry["accn"], entry["filed"], concept
-                )
+                fact = _Fact(float(entry["val"]), end, start, entry.get("fy"), entry["accn"], entry["filed"], concept)
             except (KeyError, TypeError, ValueError):
                 continue  # a fact without a usable date or value cannot be placed in a period
             if start is not None:
@@ -194,9 +192,7 @@ class CompanyFacts:
             if current is None or fact.filed > current.filed:
                 by_end[end] = fact
 
-    def value(
-        self, concepts: tuple[str, ...], unit: str, end: dt.date, instant: bool = False
-    ) -> _Fact | None:
+    def value(self, concepts: tuple[str, ...], unit: str, end: dt.date, instant: bool = False) -> _Fact | None:
         """The first of ``concepts`` reported for the fiscal year (``instant``: the date) ending ``end``."""
         for concept in concepts:
             fact = self._facts.get((concept, unit), {}).get(end)
@@ -208,9 +204,7 @@ class CompanyFacts:
         """Ends of the fiscal years with revenue or net income, newest first."""
         ends: set[dt.date] = set()
         for concept in (*DURATION_CONCEPTS["revenue"], *DURATION_CONCEPTS["net_income"]):
-            ends.update(
-                end for end, f in self._facts.get((concept, "USD"), {}).items() if f.start is not None
-            )
+            ends.update(end for end, f in self._facts.get((concept, "USD"), {}).items() if f.start is not None)
         return sorted(ends, reverse=True)
 
     def labels(self, ends: list[dt.date]) -> dict[dt.date, int]:
@@ -247,9 +241,7 @@ def _millions(fact: _Fact | None) -> float | None:
     return None if fact is None else fact.value / 1e6
 
 
-def build_company(
-    ticker: str, document: Mapping[str, Any], name: str | None = None, years: int = 3
-) -> Company:
+def build_company(ticker: str, document: Mapping[str, Any], name: str | None = None, years: int = 3) -> Company:
     """The Company record of a companyfacts document: up to ``years`` fiscal years, no market data.
 
     Sector and sub-industry are "Unknown" (EDGAR has no GICS classification); ``EdgarProvider`` adds
@@ -257,9 +249,7 @@ def build_company(
     facts = CompanyFacts(document)
     ends = facts.period_ends()[:years]
     if not ends:
-        raise DataError(
-            f"edgar: no annual (Form 10-K) revenue or net income for {ticker} in SEC company facts"
-        )
+        raise DataError(f"edgar: no annual (Form 10-K) revenue or net income for {ticker} in SEC company facts")
     labels = facts.labels(ends)
     notes: dict[str, list[int]] = {}  # note -> fiscal years it applies to
     filings: dict[str, str] = {}
@@ -330,8 +320,7 @@ def build_company(
             )
         )
     notes_out = [
-        "ebitda = operating income + depreciation and amortisation; "
-        "free_cash_flow = operating cash flow − capex.",
+        "ebitda = operating income + depreciation and amortisation; free_cash_flow = operating cash flow − capex.",
         *(f"{text} (FY{', FY'.join(str(y) for y in years_)})." for text, years_ in notes.items()),
     ]
     labelled = ", ".join(f"FY{fy.fiscal_year}" for fy in fiscal_years)
@@ -403,14 +392,11 @@ class EdgarProvider:
     ):
         if not 1 <= max_requests_per_second <= SEC_MAX_REQUESTS_PER_SECOND:
             raise ConfigError(
-                f"edgar: max_requests_per_second must be 1..{SEC_MAX_REQUESTS_PER_SECOND} "
-                "(SEC's fair-access limit)"
+                f"edgar: max_requests_per_second must be 1..{SEC_MAX_REQUESTS_PER_SECOND} (SEC's fair-access limit)"
             )
         if years < 1:
             raise ConfigError(f"edgar: years must be at least 1, got {years}")
-        folder = (
-            Path(cache_dir).expanduser() / "edgar" if cache_dir is not None else default_cache_dir("edgar")
-        )
+        folder = Path(cache_dir).expanduser() / "edgar" if cache_dir is not None else default_cache_dir("edgar")
         self.user_agent = (user_agent or "").strip() or DEFAULT_USER_AGENT
         if "@" not in self.user_agent:
             log.warning("SEC EDGAR asks for a User-Agent with a contact e-mail; set market.user_agent")
@@ -461,9 +447,7 @@ class EdgarProvider:
         try:
             return json.loads(response.body)
         except ValueError:
-            raise ProviderUnavailableError(
-                f"edgar: {host} returned a response that is not JSON ({url})"
-            ) from None
+            raise ProviderUnavailableError(f"edgar: {host} returned a response that is not JSON ({url})") from None
 
     def ticker_map(self) -> dict[str, tuple[int, str]]:
         """Every ticker SEC knows, normalised (BRK.B), with its CIK and company name; cached."""

@@ -61,6 +61,4 @@ class EmbeddedProvider:
     def companies(self, sector: str | None = None) -> list[Company]:
         """Embedded companies, optionally of one GICS sector (exact name, case-insensitive)."""
         wanted = sector.casefold() if sector else None
-        return [
-            c for t, c in sorted(self._companies.items()) if wanted is None or c.sector.casefold() == wanted
-        ]
+        return [c for t, c in sorted(self._companies.items()) if wanted is None or c.sector.casefold() == wanted]

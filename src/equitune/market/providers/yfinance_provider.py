@@ -93,9 +93,7 @@ def table_to_json(table: Any) -> dict[str, dict[str, float]]:
         return {}
     data = table.to_dict()
     return {
-        _iso(column): {
-            str(row): number for row, value in rows.items() if (number := _finite(value)) is not None
-        }
+        _iso(column): {str(row): number for row, value in rows.items() if (number := _finite(value)) is not None}
         for column, rows in data.items()
     }
 
@@ -147,9 +145,7 @@ def _date_from_epoch(value: Any) -> dt.date | None:
     return dt.datetime.fromtimestamp(number, tz=dt.timezone.utc).date() if number is not None else None
 
 
-def build_company(
-    ticker: str, recording: Mapping[str, Any], years: int = 4, today: dt.date | None = None
-) -> Company:
+def build_company(ticker: str, recording: Mapping[str, Any], years: int = 4, today: dt.date | None = None) -> Company:
     """The Company record of a yfinance recording (see the module docstring); status from what is present."""
     info: Mapping[str, Any] = recording.get("info") or {}
     income: Mapping[str, Mapping[str, float]] = recording.get("income_stmt") or {}
@@ -161,9 +157,9 @@ def build_company(
         "ebitda = operating income + D&A (not Yahoo's EBITDA); capex positive; "
         "total_debt = current + long-term debt, without lease obligations.",
     ]
-    columns = sorted(
-        (c for c in income if _row(income[c], "Total Revenue", "Net Income") is not None), reverse=True
-    )[:years]
+    columns = sorted((c for c in income if _row(income[c], "Total Revenue", "Net Income") is not None), reverse=True)[
+        :years
+    ]
     fiscal_years: list[FiscalYear] = []
     for position, column in enumerate(columns):
         end = dt.date.fromisoformat(column)
@@ -223,9 +219,7 @@ def build_company(
     yahoo_sector = str(info.get("sector") or "")
     sector = YAHOO_SECTORS.get(yahoo_sector, "Unknown")
     if yahoo_sector:
-        notes.append(
-            f"sector mapped from Yahoo's '{yahoo_sector}'; sub_industry is Yahoo's industry, not GICS."
-        )
+        notes.append(f"sector mapped from Yahoo's '{yahoo_sector}'; sub_industry is Yahoo's industry, not GICS.")
     fiscal_year_end = _date_from_epoch(info.get("lastFiscalYearEnd"))
     if fiscal_year_end is None and columns:
         fiscal_year_end = dt.date.fromisoformat(columns[0])
@@ -316,9 +310,7 @@ class YFinanceProvider:
         if max_requests_per_second < 1:
             raise ConfigError("yfinance: max_requests_per_second must be at least 1")
         folder = Path(cache_dir).expanduser() / "yfinance" if cache_dir is not None else None
-        self._cache = JsonCache(
-            folder or default_cache_dir("yfinance"), max_age=max_age_days * 86_400, clock=clock
-        )
+        self._cache = JsonCache(folder or default_cache_dir("yfinance"), max_age=max_age_days * 86_400, clock=clock)
         self._ticker_factory = ticker_factory
         # Yahoo throttles bursts; a few requests per second per process keeps it answering.
         self._limiter = limiter or shared_limiter("yahoo", max_requests_per_second)

@@ -1,0 +1,518 @@
+"""Valuation: DCF assumptions and WACC build-up, the EV-to-equity bridge, the WACC x terminal-growth
+sensitivity table, comparable-company multiples against the named peers, and the blended price target."""
+
+from __future__ import annotations
+
+import random
+
+from equitune.data.blocks import bp, money, mult, pct, price, rating_word
+from equitune.data.context import ExampleContext
+from equitune.data.families.common import Family, bullets, disclaimer, pick
+from equitune.finance.comparables import MultipleSummary
+
+INSTRUCTIONS = (
+    "Value {name} ({ticker}) with a DCF and comparable-company multiples, and give a price target.",
+    "Build the valuation section of a research report on {ticker}: DCF, sensitivity, comps and target.",
+    "What is {name} worth? Walk through the DCF assumptions, the WACC and the peer multiples.",
+    "Write a valuation analysis of {ticker} covering WACC, DCF, terminal value and comparables.",
+    "Run through a full valuation of {name} ({ticker}) and conclude with a rating and price target.",
+    "Explain how you arrive at a price target for {ticker}, using DCF and trading comparables.",
+    "Prepare the DCF and comps pages of our {name} coverage note.",
+    "Give me an intrinsic valuation of {ticker}: growth, FCF margin, WACC build-up and terminal value.",
+    "Present a WACC x terminal-growth sensitivity and peer multiples for {name} ({ticker}).",
+    "Show the discounted cash flow valuation of {name}, from enterprise value to value per share.",
+    "How does {ticker} screen against its peers on EV/EBITDA, P/E and EV/Sales, and what is it worth?",
+    "Write the valuation section for {name} ({ticker}) in institutional research format.",
+    "Using only the data provided, value {ticker} and state the upside to your price target.",
+    "As a {sector} analyst, lay out your DCF and comparables valuation of {name}.",
+    "Detail the assumptions behind your {ticker} DCF and reconcile it with the trading comps.",
+    "Produce a valuation summary for {name}: DCF value, comparables value, blended target and rating.",
+    "Break down the enterprise-to-equity bridge and the price target for {ticker}.",
+    "I need a valuation write-up on {name} ({ticker}) with a sensitivity table and a peer table.",
+    "Derive a 12-month price target for {ticker} from a DCF and peer multiples, showing your work.",
+    "Assess whether {name} is under- or overvalued using DCF and relative valuation.",
+    "Draft a valuation note on {ticker}: cost of capital, cash-flow assumptions, multiples and target.",
+    "Write up the DCF, sensitivity analysis and comparable-company analysis for {name}.",
+    "Value {ticker} the way a sell-side analyst would and explain the rating.",
+)
+
+SECTIONS = ("header", "fiscal", "wacc", "dcf", "sensitivity", "comps", "target", "condition")
+
+# Header variants of each required section (a test checks one of each is present).
+REQUIRED_SECTIONS: dict[str, tuple[str, ...]] = {
+    "assumptions": ("## DCF Assumptions", "## Key DCF Inputs", "## Cash-Flow and Discount-Rate Assumptions"),
+    "dcf": ("## DCF Valuation", "## Discounted Cash Flow", "## From Enterprise Value to Value per Share"),
+    "sensitivity": (
+        "## Sensitivity Analysis",
+        "## WACC and Terminal-Growth Sensitivity",
+        "## DCF Sensitivity",
+    ),
+    "comps": ("## Comparable Companies", "## Trading Comparables", "## Relative Valuation"),
+    "target": ("## Price Target and Rating", "## Blended Price Target", "## Valuation Conclusion"),
+}
+
+_MULTIPLE_NAMES = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales"}
+# Sectors where FCF-based DCF and EV multiples describe the business poorly (the engine warns about them).
+_POOR_FIT = {
+    "Financials": "A caveat: FCF-based DCF and EV multiples fit financial companies imperfectly, as debt "
+    "and cash are operating items for them.",
+    "Real Estate": "A caveat: REITs are usually valued on FFO and NAV, so the DCF and EV multiples here are "
+    "rough guides.",
+}
+_MAX_PEERS = 6  # as many peers as the data block's comparables section lists
+_WORDS = {
+    1: "one",
+    2: "two",
+    3: "three",
+    4: "four",
+    5: "five",
+    6: "six",
+    7: "seven",
+    8: "eight",
+    9: "nine",
+    10: "ten",
+}
+
+
+def _words(n: int) -> str:
+    return _WORDS.get(n, "several")
+
+
+def _above_below(value: float, reference: float) -> str:
+    """Per-share values that read the same when written are in line."""
+    if price(value) == price(reference):
+        return "in line with"
+    return "above" if value > reference else "below"
+
+
+def _shares(ctx: ExampleContext) -> str:
+    # Written exactly as the data block's header writes the diluted share count.
+    return f"{ctx.analysis.market.diluted_shares:,.1f}M"
+
+
+# ----------------------------------------------------------------------------------------------- sections
+
+
+def _assumptions(ctx: ExampleContext, rng: random.Random) -> str:
+    a = ctx.analysis
+    w, d = a.wacc, a.dcf
+    header = pick(rng, REQUIRED_SECTIONS["assumptions"])
+    wacc_rows = [
+        "| Component | Value |",
+        "|---|---:|",
+        f"| Risk-free rate | {pct(w.risk_free_rate)} |",
+        f"| Equity risk premium | {pct(w.equity_risk_premium)} |",
+        f"| Beta | {w.beta:.2f} |",
+        f"| Cost of equity (CAPM) | {pct(w.cost_of_equity)} |",
+        f"| After-tax cost of debt | {pct(w.after_tax_cost_of_debt)} |",
+        f"| Tax rate | {pct(w.tax_rate)} |",
+        f"| Debt weight | {pct(w.debt_weight)} |",
+        f"| **WACC** | **{pct(w.wacc)}** |",
+    ]
+    debt_light = w.debt_weight < 0.2
+    wacc_text = pick(
+        rng,
+        [
+            f"The discount rate is a CAPM build-up: a {pct(w.risk_free_rate)} risk-free rate plus a beta of "
+            f"{w.beta:.2f} on a {pct(w.equity_risk_premium)} equity risk premium gives a cost of equity of "
+            f"{pct(w.cost_of_equity)}.",
+            f"Cost of equity is {pct(w.cost_of_equity)} (risk-free {pct(w.risk_free_rate)}, beta "
+            f"{w.beta:.2f}, "
+            f"equity risk premium {pct(w.equity_risk_premium)}), against an after-tax cost of debt of "
+            f"{pct(w.after_tax_cost_of_debt)}.",
+        ],
+    )
+    wacc_text += (
+        f" With debt at only {pct(w.debt_weight)} of capital, the WACC of {pct(w.wacc)} is driven almost "
+        "entirely by the cost of equity."
+        if debt_light
+        else f" Debt makes up {pct(w.debt_weight)} of capital, which pulls the WACC down to {pct(w.wacc)}."
+        if w.wacc < w.cost_of_equity
+        else f" Debt makes up {pct(w.debt_weight)} of capital; the blended WACC is {pct(w.wacc)}."
+    )
+    if d is None:
+        return "\n".join(
+            [
+                header,
+                f"The DCF could not be run for {ctx.ticker}, so only the cost of capital is shown.",
+                "",
+                *wacc_rows,
+                "",
+                wacc_text,
+            ]
+        )
+    i = d.inputs
+    last = d.projection[-1]
+    if i.initial_growth > i.terminal_growth:
+        path = f"fading linearly to the {pct(i.terminal_growth)} terminal rate"
+    elif i.initial_growth < i.terminal_growth:
+        path = f"rising linearly to the {pct(i.terminal_growth)} terminal rate"
+    else:
+        path = "already at the terminal rate and held there"
+    points = [
+        f"**Revenue growth:** {pct(i.initial_growth)} in the first projected year, {path} by "
+        f"FY{last.fiscal_year}E over a {_words(i.projection_years)}-year explicit forecast.",
+        f"**FCF margin:** {pct(i.fcf_margin)} of revenue, held flat across the projection"
+        + (
+            " (unlevered: after-tax interest is added back because the WACC already charges for debt)."
+            if i.interest_added_back
+            else "."
+        ),
+        f"**Terminal growth:** {pct(i.terminal_growth)} in perpetuity, "
+        + ("comfortably below" if i.wacc - i.terminal_growth > 0.03 else "below")
+        + f" the {pct(i.wacc)} WACC.",
+        f"**Discount rate:** WACC of {pct(w.wacc)}, built up in the table below.",
+    ]
+    if i.fcf_margin <= 0:
+        points[1] += " A non-positive margin means every projected year consumes cash."
+    return "\n".join([header, bullets(points), "", *wacc_rows, "", wacc_text])
+
+
+def _bridge(ctx: ExampleContext, rng: random.Random) -> str:
+    a, fy = ctx.analysis, ctx.company.latest
+    d = a.dcf
+    header = pick(rng, REQUIRED_SECTIONS["dcf"])
+    if d is None:
+        return (
+            f"{header}\nThe DCF could not be run for {ctx.ticker} with the available figures, so the "
+            "valuation "
+            "rests on trading comparables."
+        )
+    rows = [
+        "| Item | Value |",
+        "|---|---:|",
+        f"| PV of projected free cash flow | {money(d.sum_pv_fcf)} |",
+        f"| PV of terminal value | {money(d.pv_terminal_value)} |",
+        f"| **Enterprise value** | **{money(d.enterprise_value)}** |",
+    ]
+    bridge_reported = fy.total_debt is not None and fy.cash is not None
+    if bridge_reported:
+        rows += [f"| Less: total debt | {money(fy.total_debt)} |", f"| Plus: cash | {money(fy.cash)} |"]
+    rows += [
+        f"| **Equity value** | **{money(d.equity_value)}** |",
+        f"| Diluted shares | {_shares(ctx)} |",
+        f"| **Value per share** | **{price(d.value_per_share)}** |",
+    ]
+    notes: list[str] = []
+    if d.enterprise_value > 0 and d.pv_terminal_value > 0:
+        tv_heavy = d.pv_terminal_value > d.sum_pv_fcf
+        notes.append(
+            f"The terminal value ({money(d.pv_terminal_value)} discounted) "
+            + ("outweighs" if tv_heavy else "is smaller than")
+            + f" the {money(d.sum_pv_fcf)} present value of the explicit forecast"
+            + (", so the long-run assumptions carry most of the value." if tv_heavy else ".")
+        )
+    if d.terminal_value_exit is not None and d.inputs.exit_multiple is not None:
+        source = "the peer-median" if d.inputs.exit_multiple_source == "peer_median" else "an assumed"
+        used_gordon = d.terminal_value_method == "gordon"
+        other = d.terminal_value_gordon if used_gordon else d.terminal_value
+        relation = (
+            "higher than"
+            if d.terminal_value_exit > other
+            else "lower than"
+            if d.terminal_value_exit < other
+            else "in line with"
+        )
+        notes.append(
+            f"Cross-check: at {source} {mult(d.inputs.exit_multiple)} EV/EBITDA the exit-multiple terminal "
+            "value "
+            f"would be {money(d.terminal_value_exit)}, {relation} the "
+            + ("Gordon-growth value we use" if used_gordon else "terminal value we use")
+            + (
+                "; the peers' multiple embeds more growth than our perpetuity assumption."
+                if d.terminal_value_exit > other > 0 and used_gordon
+                else "."
+            )
+        )
+    if d.meaningful:
+        notes.append(
+            f"Net of {'debt and cash' if bridge_reported else 'the balance sheet'}, equity value is "
+            f"{money(d.equity_value)}, or {price(d.value_per_share)} per share, "
+            f"{_above_below(d.value_per_share, a.market.price)} the {price(a.market.price)} share price."
+        )
+    else:
+        why = (
+            f"with an FCF margin of {pct(d.inputs.fcf_margin)}, projected cash flows destroy value"
+            if d.inputs.fcf_margin <= 0
+            else "debt exceeds enterprise value plus cash"
+            if d.enterprise_value > 0
+            else "the enterprise value is negative"
+        )
+        notes.append(
+            f"The DCF gives {price(d.value_per_share)} per share: {why}, so the DCF is not meaningful and "
+            "carries no weight in the price target."
+        )
+    return "\n".join([header, *rows, "", bullets(notes)])
+
+
+def _sensitivity(ctx: ExampleContext, rng: random.Random) -> str:
+    header = pick(rng, REQUIRED_SECTIONS["sensitivity"])
+    d = ctx.analysis.dcf
+    if d is None or d.sensitivity is None:
+        return f"{header}\nNo sensitivity table is available because the DCF could not be run."
+    s = d.sensitivity
+    head = "| WACC \\ terminal growth | " + " | ".join(pct(g) for g in s.terminal_growth_values) + " |"
+    rule = "|---" + "|---:" * len(s.terminal_growth_values) + "|"
+    rows = []
+    for r, w in enumerate(s.wacc_values):
+        cells = []
+        for col, v in enumerate(s.values[r]):
+            text = price(v)
+            cells.append(f"**{text}**" if (r, col) == (s.base_row, s.base_column) and v is not None else text)
+        rows.append(f"| {pct(w)} | " + " | ".join(cells) + " |")
+    intro = pick(
+        rng,
+        [
+            "DCF value per share across WACC (rows) and terminal growth (columns); the base case is in bold.",
+            "Value per share for each pair of WACC (rows) and terminal growth (columns), base case in bold:",
+            "How the DCF value per share moves with the discount rate and the perpetual growth rate (base "
+            "case "
+            "in bold):",
+        ],
+    )
+    notes: list[str] = []
+    low_corner, high_corner = s.values[-1][0], s.values[0][-1]
+    if low_corner is not None and high_corner is not None:
+        notes.append(
+            f"At a {pct(s.wacc_values[-1])} WACC and {pct(s.terminal_growth_values[0])} terminal growth the "
+            "value "
+            f"is {price(low_corner)}; at {pct(s.wacc_values[0])} and {pct(s.terminal_growth_values[-1])} it "
+            "is "
+            f"{price(high_corner)}."
+        )
+    values = [v for row in s.values for v in row if v is not None]
+    p = ctx.analysis.market.price
+    if values and all(v < p for v in values):
+        notes.append(
+            f"Every cell sits below the {price(p)} share price: no combination in this range of discount "
+            "rate "
+            "and terminal growth supports the current price on a DCF basis."
+        )
+    elif values and all(v > p for v in values):
+        notes.append(
+            f"Every cell sits above the {price(p)} share price, so the DCF supports the current price even "
+            "at "
+            "the highest discount rate and lowest terminal growth shown."
+        )
+    elif values:
+        notes.append(f"The {price(p)} share price falls inside the grid's range of values.")
+    if any(v is None for row in s.values for v in row):
+        notes.append(
+            "Cells marked n/a have a WACC at or below terminal growth, where the Gordon formula has no finite value."
+        )
+    if not d.meaningful:
+        notes.append("With negative values across the grid, the DCF is not a usable anchor for this company.")
+    return "\n".join([header, intro, "", head, rule, *rows, "", bullets(notes)])
+
+
+def _multiple_comment(ctx: ExampleContext, m: MultipleSummary) -> str | None:
+    if m.company_multiple is None or m.median is None:
+        return None
+    name = _MULTIPLE_NAMES[m.multiple]
+    if mult(m.company_multiple) == mult(m.median):
+        stance = "in line with"
+    elif m.company_multiple > m.median:
+        stance = "a premium to"
+    else:
+        stance = "a discount to"
+    implied = (
+        f"; at the median, {name} implies {price(m.implied_value_per_share)} per share"
+        if m.implied_value_per_share is not None
+        else ""
+    )
+    return (
+        f"On {name}, {ctx.ticker} trades at {mult(m.company_multiple)}, {stance} the {mult(m.median)} peer "
+        f"median{implied}."
+    )
+
+
+def _comps(ctx: ExampleContext, rng: random.Random) -> str:
+    c = ctx.analysis.comparables
+    header = pick(rng, REQUIRED_SECTIONS["comps"])
+    peers = sorted(c.peers, key=lambda p: -p.market_cap)[:_MAX_PEERS]
+    if c.basis == "sector":
+        basis = f"The sub-industry has too few listed peers, so the peer set is drawn from the wider {c.group} sector."
+    else:
+        basis = f"Peers come from the same sub-industry ({c.group})."
+    if len(c.peers) > len(peers):
+        basis += f" The {_words(len(peers))} largest peers by market value are shown."
+    peer_rows = [
+        "| Peer | EV/EBITDA | P/E | EV/Sales |",
+        "|---|---:|---:|---:|",
+        *(f"| {p.name} ({p.ticker}) | {mult(p.ev_ebitda)} | {mult(p.pe)} | {mult(p.ev_sales)} |" for p in peers),
+    ]
+    summary_rows = [
+        f"| Multiple | Peer median | Q1 | Q3 | {ctx.ticker} | Implied value per share |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {_MULTIPLE_NAMES[m.multiple]} | {mult(m.median)} | {mult(m.low)} | {mult(m.high)} | "
+            f"{mult(m.company_multiple)} | {price(m.implied_value_per_share)} |"
+            for m in c.multiples
+        ),
+    ]
+    notes = [text for m in c.multiples if (text := _multiple_comment(ctx, m))]
+    implied = [m for m in c.multiples if m.implied_value_per_share is not None]
+    if len(implied) >= 2:
+        top = max(implied, key=lambda m: m.implied_value_per_share or 0.0)
+        bottom = min(implied, key=lambda m: m.implied_value_per_share or 0.0)
+        if top is not bottom:
+            notes.append(
+                f"{_MULTIPLE_NAMES[top.multiple]} gives the highest implied value "
+                f"({price(top.implied_value_per_share)}) and {_MULTIPLE_NAMES[bottom.multiple]} the lowest "
+                f"({price(bottom.implied_value_per_share)})."
+            )
+    if c.value_per_share is not None:
+        notes.append(
+            f"Weighting the implied values gives a comparables value of {price(c.value_per_share)} per "
+            "share, "
+            f"{_above_below(c.value_per_share, ctx.analysis.market.price)} the "
+            f"{price(ctx.analysis.market.price)} share price."
+        )
+    else:
+        notes.append("No multiple gives a usable implied value, so there is no comparables value.")
+    return "\n".join([header, basis, "", *peer_rows, "", *summary_rows, "", bullets(notes)])
+
+
+def _target(ctx: ExampleContext, rng: random.Random) -> str:
+    t, a = ctx.analysis.target, ctx.analysis.assumptions
+    header = pick(rng, REQUIRED_SECTIONS["target"])
+    rating = rating_word(ctx)
+    bands = (
+        f"Buy at or above {pct(a.buy_threshold, signed=True)} upside, Sell below {pct(a.sell_threshold, signed=True)}"
+    )
+    if t.price_target is None or t.upside is None:
+        return (
+            f"{header}\nNeither the DCF nor the comparables value is meaningful, so we set no price target "
+            "and "
+            f"{ctx.ticker} is {rating}."
+        )
+    lines = [
+        f"- **DCF value per share:** {price(t.dcf_value_per_share)}"
+        + ("" if t.dcf_meaningful else " (not meaningful, excluded)"),
+        f"- **Comparables value per share:** {price(t.comps_value_per_share)}"
+        + ("" if t.comps_meaningful else " (not meaningful, excluded)"),
+        f"- **Price target:** {price(t.price_target)} ({t.blend})",
+        f"- **Current price:** {price(t.price)}",
+        f"- **Upside:** {pct(t.upside, signed=True)}",
+        f"- **Rating:** {rating}",
+    ]
+    if t.method == "blend":
+        how = (
+            f"Our {price(t.price_target)} target weights the DCF and comparables values "
+            f"({t.blend}), landing between the DCF value of {price(t.dcf_value_per_share)} and the "
+            f"comparables value of {price(t.comps_value_per_share)}."
+        )
+    elif t.method == "comps_only":
+        how = f"The DCF value is not meaningful, so our {price(t.price_target)} target is the {t.blend}."
+    else:
+        how = f"Our {price(t.price_target)} target is the {t.blend}."
+    ret = pct(t.upside, signed=True)
+    verdict = {
+        "BUY": f"The implied return of {ret} clears our Buy threshold, so we rate {ctx.ticker} **BUY**",
+        "HOLD": f"The implied return of {ret} sits inside the Hold band, so we rate {ctx.ticker} **HOLD**",
+        "SELL": f"The implied return of {ret} falls below our Sell threshold, so we rate {ctx.ticker} **SELL**",
+    }.get(rating, f"We rate {ctx.ticker} **{rating}**")
+    return "\n".join([header, *lines, "", f"{how} {verdict} ({bands})."])
+
+
+def _condition(ctx: ExampleContext) -> str | None:
+    if ctx.is_base:
+        return None
+    cond, base, now = ctx.condition, ctx.base, ctx.analysis
+    shifts = []
+    if cond.risk_free_shift:
+        shifts.append(f"the risk-free rate moves {bp(cond.risk_free_shift)} to {pct(now.wacc.risk_free_rate)}")
+    if cond.equity_risk_premium_shift:
+        shifts.append(
+            f"the equity risk premium moves {bp(cond.equity_risk_premium_shift)} to {pct(now.wacc.equity_risk_premium)}"
+        )
+    if cond.revenue_growth_shift and now.dcf is not None:
+        shifts.append(
+            f"first-year revenue growth moves {bp(cond.revenue_growth_shift)} to {pct(now.dcf.inputs.initial_growth)}"
+        )
+    if cond.fcf_margin_shift and now.dcf is not None:
+        shifts.append(f"the FCF margin moves {bp(cond.fcf_margin_shift)} to {pct(now.dcf.inputs.fcf_margin)}")
+    lines = [f"## Market Condition: {cond.title}"]
+    if shifts:
+        lines.append("Under this scenario " + "; ".join(shifts) + ".")
+    if pct(now.wacc.wacc) != pct(base.wacc.wacc):
+        lines.append(
+            f"- **WACC:** {pct(now.wacc.wacc)}, "
+            f"{'up' if now.wacc.wacc > base.wacc.wacc else 'down'} from {pct(base.wacc.wacc)} in the base "
+            "case."
+        )
+    else:
+        lines.append(f"- **WACC:** unchanged at {pct(now.wacc.wacc)}; the condition works through the cash flows.")
+    bt, nt = base.target.price_target, now.target.price_target
+    if bt is not None and nt is not None:
+        move = "the same as" if price(nt) == price(bt) else "lower than" if nt < bt else "higher than"
+        lines.append(f"- **Price target:** {price(nt)}, {move} the base-case {price(bt)}.")
+    elif nt is not None:
+        lines.append(f"- **Price target:** {price(nt)} (no base-case target).")
+    base_rating = (base.target.rating or "Not rated").upper()
+    rating = rating_word(ctx)
+    lines.append(
+        f"- **Rating:** {rating}, unchanged from the base case."
+        if rating == base_rating
+        else f"- **Rating:** {rating}, against {base_rating} in the base case."
+    )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- response
+
+
+def _overview(ctx: ExampleContext, rng: random.Random) -> str:
+    t = ctx.analysis.target
+    rating = rating_word(ctx)
+    if t.price_target is None:
+        return f"We have no price target on {ctx.ticker}: neither valuation method gives a meaningful value."
+    return pick(
+        rng,
+        [
+            f"We value {ctx.company.name} at {price(t.price_target)} per share ({t.blend}), an implied "
+            "return of "
+            f"{pct(t.upside, signed=True)} from the {price(t.price)} share price: **{rating}**.",
+            f"Our {price(t.price_target)} price target on {ctx.ticker} implies {pct(t.upside, signed=True)} "
+            "from "
+            f"{price(t.price)}, and we rate the shares **{rating}**.",
+            f"**{rating}**, price target {price(t.price_target)} ({pct(t.upside, signed=True)} vs "
+            f"{price(t.price)}), "
+            f"based on the {t.blend}.",
+        ],
+    )
+
+
+def respond(ctx: ExampleContext, rng: random.Random) -> str:
+    """The valuation write-up, section order and wording varied by ``rng``."""
+    c = ctx.company
+    title = pick(
+        rng,
+        [
+            f"# {c.name} ({c.ticker}): Valuation",
+            f"# {c.ticker} Valuation: DCF, Comparables and Price Target",
+            f"# Valuation Analysis: {c.name} ({c.ticker})",
+            f"# {c.name} ({c.ticker}): {rating_word(ctx)} on DCF and Peer Multiples",
+        ],
+    )
+    summary = f"{pick(rng, ['## Summary', '## Valuation Summary', '## Bottom Line'])}\n{_overview(ctx, rng)}"
+    if c.sector in _POOR_FIT:
+        summary += f" {_POOR_FIT[c.sector]}"
+    dcf_part = [_assumptions(ctx, rng), _bridge(ctx, rng), _sensitivity(ctx, rng)]
+    comps = _comps(ctx, rng)
+    body = [*dcf_part, comps] if rng.random() < 0.7 else [comps, *dcf_part]
+    target = _target(ctx, rng)
+    parts = [title, summary, *body, target] if rng.random() < 0.6 else [title, summary, target, *body]
+    condition = _condition(ctx)
+    if condition:
+        parts.insert(2, condition)
+    return "\n\n".join([*parts, disclaimer(rng)])
+
+
+FAMILY = Family(
+    name="valuation",
+    title="Valuation",
+    instructions=INSTRUCTIONS,
+    sections=SECTIONS,
+    respond=respond,
+)
