@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-.venv/bin/equitune companies
 .venv/bin/equitune analyze "${1:-AAPL}"
+.venv/bin/equitune data generate

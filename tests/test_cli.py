@@ -261,7 +261,8 @@ def test_data_validate_reports_every_bad_line(in_tmp: Path, capsys: pytest.Captu
     (in_tmp / "bad.jsonl").write_text("\n".join(rows) + "\n")
     code, _, err = run_cli(capsys, "data", "validate", "bad.jsonl", "--max-tokens", "4")
     assert code == 1
-    assert "5 lines, 0 valid" in err
+    assert "6 lines, 0 valid" in err
+    assert "line 4: (json): blank line" in err
     assert "line 1: response: about" in err and "over the limit of 4" in err
     assert "line 2: (json): malformed JSON" in err
     assert "line 3: messages[0].role: unknown role 'bot'" in err

@@ -179,10 +179,11 @@ def parse_record(obj: Any, line: int) -> tuple[dict[str, str], list[Issue]]:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any, str | None]]:
-    """(line number, parsed object or None, error) for every non-blank line of ``path``."""
+    """(line number, parsed object or None, error) for every line of ``path`` (blank lines are errors)."""
     with path.open(encoding="utf-8") as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
+                yield number, None, "blank line (JSONL holds one record per line)"
                 continue
             try:
                 yield number, json.loads(raw), None
