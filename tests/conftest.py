@@ -20,3 +20,11 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test inside an empty working directory (so ./finetune_config.json is not picked up)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def sp500_dir() -> Path:
+    """The public S&P 500 reference files beside the repository (skips the test when absent)."""
+    if not (SP500_DIR / "constituents-financials.csv").is_file():
+        pytest.skip(f"S&P 500 reference data not found at {SP500_DIR}")
+    return SP500_DIR

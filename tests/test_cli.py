@@ -171,11 +171,8 @@ def test_csv_provider_without_file_is_a_config_error(in_tmp: Path, capsys: pytes
     assert code == 1 and "market.csv_file is not set" in err
 
 
-def test_analyze_from_the_sp500_file(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import SP500_DIR
-
-    if not (SP500_DIR / "constituents-financials.csv").is_file():
-        pytest.skip(f"S&P 500 reference data not found at {SP500_DIR}")
+def test_analyze_from_the_sp500_file(in_tmp: Path, capsys: pytest.CaptureFixture[str], sp500_dir: Path) -> None:
+    SP500_DIR = sp500_dir  # noqa: N806
     code, out, _ = run_cli(
         capsys,
         "analyze",
