@@ -179,22 +179,34 @@ def estimates_block(ctx: ExampleContext) -> str:
     return "Estimates (" + e.method + "):\n" + "\n".join(rows)
 
 
+def condition_shifts(ctx: ExampleContext, moves: bool = False) -> list[str]:
+    """What the market condition changes, one phrase per assumption: 'risk-free rate +100 bp to 5.5%', or
+    with ``moves`` 'the risk-free rate moves +100 bp to 5.5%'. Empty in the base case."""
+    cond, now = ctx.condition, ctx.analysis
+    items: list[tuple[str, str, float, float | None]] = [
+        ("the ", "risk-free rate", cond.risk_free_shift, now.wacc.risk_free_rate),
+        ("the ", "equity risk premium", cond.equity_risk_premium_shift, now.wacc.equity_risk_premium),
+        (
+            "",
+            "first-year revenue growth",
+            cond.revenue_growth_shift,
+            now.dcf.inputs.initial_growth if now.dcf else None,
+        ),
+        ("the ", "FCF margin", cond.fcf_margin_shift, now.dcf.inputs.fcf_margin if now.dcf else None),
+    ]
+    return [
+        f"{article}{label} moves {bp(shift)} to {pct(value)}" if moves else f"{label} {bp(shift)} to {pct(value)}"
+        for article, label, shift, value in items
+        if shift and value is not None
+    ]
+
+
 def condition_line(ctx: ExampleContext) -> str | None:
     """What the market condition changed and its computed effect (None in the base case)."""
     if ctx.is_base:
         return None
     cond, base, now = ctx.condition, ctx.base, ctx.analysis
-    shifts = []
-    if cond.risk_free_shift:
-        shifts.append(f"risk-free rate {bp(cond.risk_free_shift)} to {pct(now.wacc.risk_free_rate)}")
-    if cond.equity_risk_premium_shift:
-        shifts.append(
-            f"equity risk premium {bp(cond.equity_risk_premium_shift)} to {pct(now.wacc.equity_risk_premium)}"
-        )
-    if cond.revenue_growth_shift and now.dcf is not None:
-        shifts.append(f"year-1 revenue growth {bp(cond.revenue_growth_shift)} to {pct(now.dcf.inputs.initial_growth)}")
-    if cond.fcf_margin_shift and now.dcf is not None:
-        shifts.append(f"FCF margin {bp(cond.fcf_margin_shift)} to {pct(now.dcf.inputs.fcf_margin)}")
+    shifts = condition_shifts(ctx)
     return (
         f"Market condition: {cond.title} ({'; '.join(shifts)}). Base case: WACC {pct(base.wacc.wacc)}, target "
         f"{price(base.target.price_target)}, rating {(base.target.rating or 'Not rated').upper()}. Under this "

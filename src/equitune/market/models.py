@@ -25,6 +25,22 @@ GICS_SECTORS: tuple[str, ...] = (
     "Utilities",
 )
 
+# Fiscal-year-end months as records spell them.
+MONTHS: tuple[str, ...] = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
 # Line items of one fiscal year: income statement, then cash flow, then balance sheet.
 FISCAL_FIELDS: tuple[str, ...] = (
     "revenue",

@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from equitune.data.blocks import bp, money, mult, pct, price, rating_word
+from equitune.data.blocks import condition_shifts, money, mult, pct, price, rating_word
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick, shuffled
 from equitune.finance.target import Scenario
@@ -698,19 +698,7 @@ def _condition(ctx: ExampleContext, rng: random.Random) -> str | None:
     if ctx.is_base:
         return None
     cond, base, now = ctx.condition, ctx.base, ctx.analysis
-    shifts = []
-    if cond.risk_free_shift:
-        shifts.append(f"risk-free rate {bp(cond.risk_free_shift)} to {pct(now.wacc.risk_free_rate)}")
-    if cond.equity_risk_premium_shift:
-        shifts.append(
-            f"equity risk premium {bp(cond.equity_risk_premium_shift)} to {pct(now.wacc.equity_risk_premium)}"
-        )
-    if cond.revenue_growth_shift and now.dcf is not None:
-        shifts.append(
-            f"first-year revenue growth {bp(cond.revenue_growth_shift)} to {pct(now.dcf.inputs.initial_growth)}"
-        )
-    if cond.fcf_margin_shift and now.dcf is not None:
-        shifts.append(f"FCF margin {bp(cond.fcf_margin_shift)} to {pct(now.dcf.inputs.fcf_margin)}")
+    shifts = condition_shifts(ctx)
     stresses = []
     if cond.risk_free_shift or cond.equity_risk_premium_shift:
         stresses.append("valuation risk through the discount rate")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from equitune.data.blocks import bp, money, mult, pct, price, rating_word
+from equitune.data.blocks import condition_shifts, money, mult, pct, price, rating_word
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick
 from equitune.finance.comparables import MultipleSummary
@@ -419,19 +419,7 @@ def _condition(ctx: ExampleContext) -> str | None:
     if ctx.is_base:
         return None
     cond, base, now = ctx.condition, ctx.base, ctx.analysis
-    shifts = []
-    if cond.risk_free_shift:
-        shifts.append(f"the risk-free rate moves {bp(cond.risk_free_shift)} to {pct(now.wacc.risk_free_rate)}")
-    if cond.equity_risk_premium_shift:
-        shifts.append(
-            f"the equity risk premium moves {bp(cond.equity_risk_premium_shift)} to {pct(now.wacc.equity_risk_premium)}"
-        )
-    if cond.revenue_growth_shift and now.dcf is not None:
-        shifts.append(
-            f"first-year revenue growth moves {bp(cond.revenue_growth_shift)} to {pct(now.dcf.inputs.initial_growth)}"
-        )
-    if cond.fcf_margin_shift and now.dcf is not None:
-        shifts.append(f"the FCF margin moves {bp(cond.fcf_margin_shift)} to {pct(now.dcf.inputs.fcf_margin)}")
+    shifts = condition_shifts(ctx, moves=True)
     lines = [f"## Market Condition: {cond.title}"]
     if shifts:
         lines.append("Under this scenario " + "; ".join(shifts) + ".")

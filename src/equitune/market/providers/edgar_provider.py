@@ -36,7 +36,7 @@ from equitune import __version__
 from equitune.errors import ConfigError, DataError, ProviderUnavailableError, UnknownTickerError
 from equitune.market.base import MarketDataProvider, normalise_ticker, unknown_ticker
 from equitune.market.cache import Clock, JsonCache, RateLimiter, default_cache_dir, shared_limiter
-from equitune.market.models import Company, FiscalYear
+from equitune.market.models import MONTHS, Company, FiscalYear
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +45,7 @@ FACTS_URL = "https://data.sec.gov/api/xbrl/companyfacts/CIK{cik:010d}.json"
 DEFAULT_USER_AGENT = f"equitune/{__version__} (equity research; contact not configured)"
 SEC_MAX_REQUESTS_PER_SECOND = 10
 
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+_MONTHS = MONTHS
 
 # us-gaap concepts per field, first match wins per period (companies switch tags over the years).
 DURATION_CONCEPTS: dict[str, tuple[str, ...]] = {

@@ -29,7 +29,7 @@ from typing import Any
 from equitune.errors import ConfigError, ProviderUnavailableError
 from equitune.market.base import normalise_ticker, unknown_ticker
 from equitune.market.cache import Clock, JsonCache, RateLimiter, default_cache_dir, shared_limiter
-from equitune.market.models import Company, FiscalYear
+from equitune.market.models import MONTHS, Company, FiscalYear
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +51,7 @@ YAHOO_SECTORS: dict[str, str] = {
     "Real Estate": "Real Estate",
     "Utilities": "Utilities",
 }
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
+_MONTHS = MONTHS
 
 
 def _finite(value: Any) -> float | None:
