@@ -67,7 +67,23 @@ class TrainingConfig(_Section):
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimiser steps (overrides epochs).")
     max_seq_length: int = Field(2048, ge=16, le=1_048_576, description="Longer examples are truncated (reported).")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0 = off).")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warm-up.")
     seed: int = Field(42, ge=0, description="Seed for data order and adapter initialisation.")
+    logging_steps: int = Field(1, ge=1, description="Write a metrics.jsonl line every N optimiser steps.")
+    eval_steps: int = Field(50, ge=1, description="Evaluate on valid.jsonl every N optimiser steps.")
+    save_steps: int = Field(50, ge=1, description="Write a resumable checkpoint every N optimiser steps.")
+    early_stopping_patience: int | None = Field(
+        3, ge=1, description="Stop after N evaluations without a better validation loss (null = never)."
+    )
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="Compute precision; auto = bf16 autocast where the CPU or GPU supports it."
+    )
+    backend: Literal["auto", "transformers", "unsloth", "mlx"] = Field(
+        "auto", description="Trainer backend; auto picks unsloth on CUDA, mlx on Apple Silicon, else transformers."
+    )
+    output_name: str = Field("equity_research_llama", min_length=1, description="Folder under finetuned_models/.")
 
 
 class PathsConfig(_Section):
