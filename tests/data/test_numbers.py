@@ -31,6 +31,8 @@ def one(text: str):  # type: ignore[no-untyped-def]
         ("$250.42", "currency", 250.42, 0.005),
         ("$3.86T", "currency", 3.86e12, 0.005e12),
         ("12.3%", "percent", 0.123, 0.0005),
+        ("12.3 percent", "percent", 0.123, 0.0005),
+        ("12.3 per cent", "percent", 0.123, 0.0005),
         ("+13.8%", "percent", 0.138, 0.0005),
         ("(2.1)%", "percent", -0.021, 0.0005),
         ("-0.8%", "percent", -0.008, 0.0005),

@@ -50,7 +50,7 @@ _PATTERN = re.compile(
   | (?<![A-Za-z0-9_.,])(?P<generic>
         (?P<gen_paren>\()?(?P<gen_sign>[-−+])?(?P<gen_num>{_NUM})\)?
         (?:
-            \s?(?P<pct>%)
+            \s?(?P<pct>%|(?i:percent|per\ cent)\b)
           | \s?(?P<bp>(?i:bps?|basis\ points?))\b
           | (?P<mult>[x×])(?![a-z0-9])
           | \s?(?P<gen_scale>{_SCALE})
