@@ -1,0 +1,1 @@
+"""LoRA fine-tuning: base-model resolution, data preparation, the training loop, backends."""
