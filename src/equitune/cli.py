@@ -258,6 +258,53 @@ def data_stats(
     console.print(f"response tokens (estimated): {stats['response_tokens']}")
 
 
+# ---------------------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    base_model: Annotated[
+        str | None, typer.Option("--base-model", help="smollm2:135m, an Ollama name, a .gguf path or a HF repo/dir.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Folder with train.jsonl and valid.jsonl.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Output folder under finetuned_models/.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a killed run from its last checkpoint.")] = False,
+    continue_training: Annotated[
+        bool, typer.Option("--continue-training", help="Start from this run's finished adapter.")
+    ] = False,
+    new_data: Annotated[
+        Path | None, typer.Option("--new-data", help="JSONL to train on with --continue-training.")
+    ] = None,
+    use_qlora: Annotated[bool, typer.Option("--use-qlora", help="QLoRA (with --4bit; CUDA only).")] = False,
+    four_bit: Annotated[bool, typer.Option("--4bit", help="Load the base model in 4 bits (CUDA only).")] = False,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimiser steps.")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="auto, transformers, unsloth or mlx.")] = None,
+) -> None:
+    """LoRA fine-tuning of the base model on the training data; writes finetuned_models/<name>/."""
+    from equitune.train.pipeline import run_training
+
+    cfg = _load(config, sets, {"training.max_steps": max_steps, "training.backend": backend})
+    result = run_training(
+        cfg,
+        base_model=base_model,
+        data_dir=data,
+        name=name,
+        resume=resume,
+        continue_training=continue_training,
+        new_data=new_data,
+        use_qlora=use_qlora,
+        four_bit=four_bit,
+    )
+    console.print(
+        f"[green]Trained[/green] {result.steps} steps in {result.wall_time_s:.0f} s "
+        f"({result.tokens_per_s:.0f} tokens/s); "
+        f"validation loss {result.val_loss_before} -> {result.val_loss_after} (best {result.best_val_loss}); "
+        f"adapter in {result.adapter_dir}"
+    )
+
+
 # ---------------------------------------------------------------------------------------- entry
 
 

@@ -70,8 +70,29 @@ def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
         parser.error("--gpus must be at least 1")
     if args.new_data and not args.continue_training:
         parser.error("--new-data needs --continue-training")
-    _load_or_exit(args.config)
-    return _not_available("Model export and Ollama creation" if args.create_model else "LoRA fine-tuning")
+    config = _load_or_exit(args.config)
+    if args.create_model:
+        return _not_available("Model export and Ollama creation")
+    if args.distributed:
+        return _not_available("Distributed training (--distributed)")
+    from equitune.logging_setup import setup_logging
+    from equitune.train.pipeline import run_training
+
+    setup_logging(config.paths.logs)
+    try:
+        result = run_training(
+            config,
+            name=args.name,
+            continue_training=args.continue_training,
+            new_data=args.new_data,
+            use_qlora=args.use_qlora,
+            four_bit=args.four_bit,
+        )
+    except EquituneError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    print(f"Trained {result.steps} steps; adapter in {result.adapter_dir}")
+    return 0
 
 
 def evaluate_model_main(argv: Sequence[str] | None = None) -> int:

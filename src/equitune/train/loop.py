@@ -1,0 +1,539 @@
+"""The LoRA training recipe: wrap, optimise, evaluate, checkpoint, report — one function read top to bottom.
+
+``train(model, tokenizer, train_set, valid_set, config, lora, out_dir)`` takes an already-loaded model and
+tokenizer (see ``train/base_model.py``) and tokenised data (``train/dataset.py``). The loss and the batch
+iterator are passed in as functions (``loss_fn=``, ``batches=``), as in mlx-lm's ``tuner/trainer.py``.
+
+Output folder::
+
+    out_dir/adapter/                 best adapter (lowest validation loss), PEFT safetensors + tokenizer
+    out_dir/checkpoints/step-N/      resumable checkpoints (the newest two), the last one at the final step
+    out_dir/metrics.jsonl            one line per logged step and per evaluation
+    out_dir/loss_curve.png           training and validation loss
+    out_dir/training_report.json     what was trained on, how long, and how well
+    out_dir/train_config.json        the training and LoRA settings used
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as recompute
+
+from equitune.config import LoraConfig, TrainingConfig
+from equitune.errors import EquituneError
+from equitune.io import atomic_write_json
+from equitune.train.checkpoint import (
+    TrainState,
+    checkpoints,
+    latest_checkpoint,
+    load_checkpoint,
+    replace_dir,
+    save_checkpoint,
+)
+from equitune.train.dataset import IGNORE_INDEX, Batch, TokenizedDataset, batches_per_epoch, iterate_batches
+from equitune.train.report import METRICS_FILE, PLOT_FILE, REPORT_FILE, MetricsLog, plot_loss_curve, write_report
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[Any, Batch], torch.Tensor]
+BatchFn = Callable[..., Iterator[Batch]]
+LOSS_CHUNK_ROWS = 1024
+
+
+@dataclass
+class TrainResult:
+    """The outcome of ``train``: where things are and the headline numbers (also in training_report.json)."""
+
+    out_dir: Path
+    adapter_dir: Path
+    checkpoint_dir: Path | None
+    metrics_path: Path
+    plot_path: Path
+    report_path: Path
+    steps: int
+    total_steps: int
+    epoch: float
+    tokens: int
+    label_tokens: int
+    wall_time_s: float
+    tokens_per_s: float
+    train_loss_first: float | None
+    train_loss_last: float | None
+    val_loss_before: float | None
+    val_loss_after: float | None
+    best_val_loss: float | None
+    best_step: int | None
+    stopped_early: bool
+    precision: str
+
+
+# ------------------------------------------------------------------------------------------- pieces
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX) and oneDNN can use them."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    if "AMX" in capability:
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' on a bf16-capable CPU or CUDA GPU, else 'fp32'; explicit choices are kept."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_supports_bf16() else "fp32"
+    return "fp32"
+
+
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def wrap_lora(model: Any, lora: LoraConfig, init_adapter: str | Path | None) -> Any:
+    """The model with trainable LoRA adapters: new ones from ``lora``, or those of a finished adapter."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import PeftModel, TaskType, get_peft_model
+
+    if init_adapter is not None:
+        path = Path(init_adapter)
+        if not (path / "adapter_config.json").is_file():
+            raise EquituneError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
+        saved = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        if saved.get("r") != lora.rank or sorted(saved.get("target_modules") or []) != sorted(lora.target_modules):
+            log.warning(
+                "continuing from %s with its own LoRA settings (r=%s, targets %s), not the configured ones",
+                path,
+                saved.get("r"),
+                saved.get("target_modules"),
+            )
+        return PeftModel.from_pretrained(model, str(path), is_trainable=True)
+    config = PeftLoraConfig(
+        r=lora.rank,
+        lora_alpha=lora.alpha,  # type: ignore[arg-type]  # peft annotates int but scales by any number
+        lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules),
+        task_type=TaskType.CAUSAL_LM,
+    )
+    return get_peft_model(model, config)
+
+
+def _decoder_and_head(model: Any) -> tuple[Any, Any] | None:
+    """(decoder trunk, lm_head) of a causal LM whose logits are plain ``lm_head(hidden)``; None otherwise."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    for scaled in ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale"):
+        if getattr(config, scaled, None) not in (None, 1, 1.0):
+            return None
+    get_decoder = getattr(base, "get_decoder", None)
+    head = base.get_output_embeddings() if hasattr(base, "get_output_embeddings") else None
+    decoder = get_decoder() if callable(get_decoder) else None
+    if decoder is None or decoder is base or head is None:
+        return None
+    return decoder, head
+
+
+def _chunk_loss(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def causal_lm_loss(model: Any, batch: Batch) -> torch.Tensor:
+    """Summed next-token cross-entropy over the labelled tokens of ``batch``.
+
+    Logits are computed only at labelled positions, in chunks of ``LOSS_CHUNK_ROWS`` rows that are recomputed in
+    the backward pass, so the (tokens x vocabulary) logits never exist whole: the hidden states come from the
+    decoder trunk and the lm_head is applied chunk by chunk. Models with scaled logits use the plain path.
+    """
+    device = batch.input_ids.device
+    targets_all = batch.labels[:, 1:]
+    keep = targets_all != IGNORE_INDEX
+    targets = targets_all[keep]
+    parts = _decoder_and_head(model)
+    if parts is None:
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
+        return F.cross_entropy(logits[:, :-1][keep].float(), targets, reduction="sum")
+    decoder, head = parts
+    hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)[0]
+    hidden = hidden[:, :-1][keep]
+    rows = hidden.shape[0]
+    if rows <= LOSS_CHUNK_ROWS:
+        return _chunk_loss(head, hidden, targets)
+    total = torch.zeros((), device=device)
+    for begin in range(0, rows, LOSS_CHUNK_ROWS):
+        end = begin + LOSS_CHUNK_ROWS
+        total = total + recompute(_chunk_loss, head, hidden[begin:end], targets[begin:end], use_reentrant=False)
+    return total
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    if device.type == "cpu":
+        return batch
+    return Batch(batch.input_ids.to(device), batch.attention_mask.to(device), batch.labels.to(device), batch.indices)
+
+
+@torch.no_grad()
+def evaluate(
+    model: Any,
+    dataset: TokenizedDataset,
+    batch_size: int,
+    precision: str,
+    loss_fn: LossFn = causal_lm_loss,
+    batches: BatchFn = iterate_batches,
+) -> float:
+    """Mean cross-entropy per labelled token over ``dataset`` (eval mode: no dropout, no RNG consumed)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for batch in batches(dataset, batch_size, 0, 0):
+            with _autocast(precision, device):
+                total += float(loss_fn(model, _to(batch, device)))
+            count += batch.num_label_tokens
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+def _save_adapter(model: Any, tokenizer: Any, target: Path, info: dict[str, Any]) -> None:
+    """Write the adapter (safetensors), the tokenizer and a note of where it came from, atomically."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    atomic_write_json(tmp / "equitune_adapter.json", info)
+    replace_dir(tmp, target)
+
+
+def _lr_scheduler(config: TrainingConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    from transformers import get_scheduler
+
+    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[config.lr_scheduler]
+    if config.warmup_steps >= total_steps:
+        log.warning(
+            "warmup_steps=%d >= %d training steps: the learning rate never reaches its peak",
+            config.warmup_steps,
+            total_steps,
+        )
+    return get_scheduler(name, optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total_steps)
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("{task.fields[tps]} tok/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def _data_hashes(train_set: TokenizedDataset, valid_set: TokenizedDataset | None) -> dict[str, Any]:
+    return {
+        "train": {"file": str(train_set.source) if train_set.source else None, "sha256": train_set.sha256},
+        "valid": (
+            {"file": str(valid_set.source) if valid_set.source else None, "sha256": valid_set.sha256}
+            if valid_set is not None
+            else None
+        ),
+    }
+
+
+# ------------------------------------------------------------------------------------------- the recipe
+
+
+def train(
+    model: Any,
+    tokenizer: Any,
+    train_set: TokenizedDataset,
+    valid_set: TokenizedDataset | None,
+    config: TrainingConfig,
+    lora: LoraConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    init_adapter: str | Path | None = None,
+    progress: bool = True,
+    base_model: str | None = None,
+    loss_fn: LossFn = causal_lm_loss,
+    batches: BatchFn = iterate_batches,
+    on_step: Callable[[int], None] | None = None,
+    keep_checkpoints: int = 2,
+) -> TrainResult:
+    """Train LoRA adapters on ``train_set``; evaluate on ``valid_set``; keep the best adapter in
+    ``out_dir/adapter``; checkpoint to ``out_dir/checkpoints``; write metrics, loss curve and report.
+
+    ``resume=True`` continues from the newest checkpoint (and gives the same result as a run that was never
+    interrupted); ``init_adapter`` starts from a finished adapter instead of new zero-initialised ones.
+    ``on_step(step)`` is called after every optimiser step (and its evaluation and checkpoint).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_root, adapter_dir = out / "checkpoints", out / "adapter"
+    metrics = MetricsLog(out / METRICS_FILE)
+    latest = latest_checkpoint(ckpt_root) if resume else None
+    if resume and latest is None:
+        log.warning("resume requested but %s holds no checkpoint; starting from the beginning", ckpt_root)
+    if not resume and checkpoints(ckpt_root):
+        raise EquituneError(f"{out} already holds checkpoints of a run: resume it, or train into another folder")
+    valid = valid_set if valid_set is not None and len(valid_set) > 0 else None
+
+    # -- set up: model, adapters, optimiser, schedule
+    device = next(model.parameters()).device
+    precision = resolve_precision(config.precision, device)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        log.info("resizing embeddings to %d tokens (the tokenizer gained a pad token)", len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer))
+    torch.manual_seed(config.seed)  # the adapters' initialisation
+    model = wrap_lora(model, lora, init_adapter)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.config.use_cache = False
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    trainable = sum(p.numel() for p in params)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    accum, batch_size = config.gradient_accumulation_steps, config.batch_size
+    steps_per_epoch = math.ceil(batches_per_epoch(train_set, batch_size) / accum)
+    total_steps = config.max_steps or math.ceil(config.num_epochs * steps_per_epoch)
+    scheduler = _lr_scheduler(config, optimizer, total_steps)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    atomic_write_json(
+        out / "train_config.json",
+        {"training": config.model_dump(mode="json"), "lora": lora.model_dump(mode="json"), "base_model": base_model},
+    )
+
+    state = TrainState()
+    if latest is not None:
+        state = load_checkpoint(latest, model, optimizer, scheduler, scaler, adapter_dir)
+    metrics.rewrite(state.metrics)
+    log.info(
+        "training %d LoRA parameters on %d examples (%d label tokens): %d steps of %d x %d examples, %s",
+        trainable,
+        len(train_set),
+        train_set.num_label_tokens,
+        total_steps,
+        batch_size,
+        accum,
+        precision,
+    )
+
+    def record(line: dict[str, Any]) -> None:
+        state.metrics.append(line)
+        metrics.append(line)
+
+    def run_eval() -> float:
+        assert valid is not None
+        val = evaluate(model, valid, batch_size, precision, loss_fn, batches)
+        state.last_val_loss, state.last_eval_step = val, state.step
+        record({"step": state.step, "epoch": epoch_position(), "val_loss": val, "elapsed_s": elapsed()})
+        return val
+
+    def epoch_position() -> float:
+        return round(state.epoch + state.batch_index / batches_per_epoch(train_set, batch_size), 4)
+
+    run_start, elapsed_before = time.perf_counter(), state.elapsed_s
+
+    def elapsed() -> float:
+        return round(elapsed_before + time.perf_counter() - run_start, 3)
+
+    if state.step == 0 and valid is not None and state.val_loss_before is None:
+        state.val_loss_before = run_eval()
+        log.info("validation loss before training: %.4f", state.val_loss_before)
+
+    # -- the loop: one optimiser step per group of `accum` micro-batches
+    window_tokens, window_time = 0, 0.0
+    epoch_batches: Iterator[Batch] | None = None
+    with _progress(progress) as bar:
+        task = bar.add_task("train", total=total_steps, completed=state.step, loss="-", tps="-")
+        while state.step < total_steps and not state.stopped_early:
+            if epoch_batches is None:
+                epoch_batches = batches(train_set, batch_size, config.seed, state.epoch, start=state.batch_index)
+            micro = list(itertools.islice(epoch_batches, accum))
+            if not micro:
+                state.epoch, state.batch_index, epoch_batches = state.epoch + 1, 0, None
+                continue
+            started = time.perf_counter()
+            n_labels = max(sum(b.num_label_tokens for b in micro), 1)
+            loss_sum = 0.0
+            for batch in micro:
+                with _autocast(precision, device):
+                    part = loss_fn(model, _to(batch, device))
+                scaled = part / n_labels  # normalised over the whole optimiser step, not per micro-batch
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                loss_sum += float(part.detach())
+            if scaler is not None:
+                scaler.unscale_(optimizer)
+            if config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_time = time.perf_counter() - started
+
+            state.step += 1
+            state.batch_index += len(micro)
+            step_tokens = sum(b.num_tokens for b in micro)
+            state.tokens += step_tokens
+            state.label_tokens += n_labels
+            state.train_time_s += step_time
+            window_tokens, window_time = window_tokens + step_tokens, window_time + step_time
+            loss = loss_sum / n_labels
+            if not math.isfinite(loss):
+                raise EquituneError(f"training loss became {loss} at step {state.step}; lower the learning rate")
+            if state.train_loss_first is None:
+                state.train_loss_first = loss
+            state.train_loss_last = loss
+            tps = window_tokens / max(window_time, 1e-9)
+            bar.update(task, completed=state.step, loss=f"{loss:.4f}", tps=f"{tps:,.0f}")
+            if state.step % config.logging_steps == 0 or state.step == total_steps:
+                record(
+                    {
+                        "step": state.step,
+                        "epoch": epoch_position(),
+                        "loss": loss,
+                        "lr": lr,
+                        "tokens": state.tokens,
+                        "label_tokens": state.label_tokens,
+                        "tokens_per_s": round(tps, 2),
+                        "elapsed_s": elapsed(),
+                    }
+                )
+                window_tokens, window_time = 0, 0.0
+
+            if valid is not None and (state.step % config.eval_steps == 0 or state.step == total_steps):
+                val = run_eval()
+                if state.best_val_loss is None or val < state.best_val_loss:
+                    state.best_val_loss, state.best_step, state.patience = val, state.step, 0
+                    info = {"step": state.step, "val_loss": val, "base_model": base_model}
+                    _save_adapter(model, tokenizer, adapter_dir, info)
+                else:
+                    state.patience += 1
+                    patience = config.early_stopping_patience
+                    if patience is not None and state.patience >= patience:
+                        log.info("early stop at step %d: %d evaluations without improvement", state.step, patience)
+                        state.stopped_early = True
+            if state.step % config.save_steps == 0 or state.step == total_steps or state.stopped_early:
+                state.elapsed_s = elapsed()
+                save_checkpoint(ckpt_root, state, model, optimizer, scheduler, scaler, adapter_dir, keep_checkpoints)
+            if on_step is not None:
+                on_step(state.step)
+
+    # -- finish: final evaluation and checkpoint, best adapter, curve, report
+    if valid is not None and state.last_eval_step != state.step:
+        run_eval()
+    if valid is None:
+        _save_adapter(model, tokenizer, adapter_dir, {"step": state.step, "val_loss": None, "base_model": base_model})
+    state.elapsed_s = elapsed()
+    last = latest_checkpoint(ckpt_root)
+    if last is None or last.name != f"step-{state.step}":
+        last = save_checkpoint(ckpt_root, state, model, optimizer, scheduler, scaler, adapter_dir, keep_checkpoints)
+    metrics.rewrite(state.metrics)
+    plot_path = plot_loss_curve(
+        state.metrics, out / PLOT_FILE, title=f"LoRA training{f' of {base_model}' if base_model else ''}"
+    )
+    tokens_per_s = state.tokens / max(state.train_time_s, 1e-9)
+    result = TrainResult(
+        out_dir=out,
+        adapter_dir=adapter_dir,
+        checkpoint_dir=last,
+        metrics_path=metrics.path,
+        plot_path=plot_path,
+        report_path=out / REPORT_FILE,
+        steps=state.step,
+        total_steps=total_steps,
+        epoch=epoch_position(),
+        tokens=state.tokens,
+        label_tokens=state.label_tokens,
+        wall_time_s=state.elapsed_s,
+        tokens_per_s=tokens_per_s,
+        train_loss_first=state.train_loss_first,
+        train_loss_last=state.train_loss_last,
+        val_loss_before=state.val_loss_before,
+        val_loss_after=state.last_val_loss if valid is not None else None,
+        best_val_loss=state.best_val_loss,
+        best_step=state.best_step,
+        stopped_early=state.stopped_early,
+        precision=precision,
+    )
+    write_report(
+        result.report_path,
+        {
+            "base_model": base_model,
+            "data": _data_hashes(train_set, valid),
+            "init_adapter": str(init_adapter) if init_adapter is not None else None,
+            "examples": {"train": len(train_set), "valid": len(valid) if valid is not None else 0},
+            "truncation": {
+                "train": train_set.truncation.as_dict(),
+                "valid": valid.truncation.as_dict() if valid is not None else None,
+            },
+            "steps": state.step,
+            "total_steps": total_steps,
+            "epochs": result.epoch,
+            "tokens": state.tokens,
+            "label_tokens": state.label_tokens,
+            "trainable_parameters": trainable,
+            "wall_time_s": state.elapsed_s,
+            "train_time_s": round(state.train_time_s, 3),
+            "tokens_per_s": round(tokens_per_s, 2),
+            "precision": precision,
+            "train_loss_first": state.train_loss_first,
+            "train_loss_last": state.train_loss_last,
+            "val_loss_before": state.val_loss_before,
+            "val_loss_after": result.val_loss_after,
+            "best_val_loss": state.best_val_loss,
+            "best_step": state.best_step,
+            "stopped_early": state.stopped_early,
+            "adapter_dir": str(adapter_dir),
+            "checkpoint": str(last),
+        },
+    )
+    log.info("training done: %d steps, best validation loss %s", state.step, state.best_val_loss)
+    return result
