@@ -85,7 +85,7 @@ def test_console_script_runs(in_tmp: Path) -> None:
     ("script", "args", "code"),
     [
         ("create_training_data.py", ["--num-examples", "12"], 0),
-        ("finetune_ollama.py", ["--use-qlora", "--4bit", "--gpus", "2", "--distributed"], 2),
+        ("finetune_ollama.py", ["--use-qlora", "--4bit", "--gpus", "2", "--distributed"], 1),  # QLoRA needs CUDA
         ("finetune_ollama.py", ["--create-model", "--name", "my_equity_model"], 2),
         ("evaluate_model.py", ["m1", "m2", "--compare"], 2),
         ("run_complete_finetuning.py", ["--validate-only"], 0),
@@ -113,6 +113,8 @@ def test_original_scripts_accept_their_flags(
         )
     elif "--bogus" in args or "--new-data" in args:
         assert "error:" in result.stderr
+    elif "--distributed" in args:
+        assert "QLoRA (--use-qlora --4bit) needs a CUDA GPU" in result.stderr
     else:
         assert "not available" in result.stderr
 

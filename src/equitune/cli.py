@@ -281,22 +281,32 @@ def train(
     four_bit: Annotated[bool, typer.Option("--4bit", help="Load the base model in 4 bits (CUDA only).")] = False,
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimiser steps.")] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="auto, transformers, unsloth or mlx.")] = None,
+    distributed: Annotated[
+        bool, typer.Option("--distributed", help="Data-parallel training with torchrun (nccl on CUDA, gloo on CPU).")
+    ] = False,
+    gpus: Annotated[
+        int | None,
+        typer.Option("--gpus", min=1, help="Processes for --distributed: GPUs (default all), or CPU processes."),
+    ] = None,
 ) -> None:
     """LoRA fine-tuning of the base model on the training data; writes finetuned_models/<name>/."""
+    from equitune.train.distributed import launch_training
     from equitune.train.pipeline import run_training
 
+    if gpus is not None and not distributed:
+        raise EquituneError("--gpus needs --distributed (it says how many processes to run)")
     cfg = _load(config, sets, {"training.max_steps": max_steps, "training.backend": backend})
-    result = run_training(
-        cfg,
-        base_model=base_model,
-        data_dir=data,
-        name=name,
-        resume=resume,
-        continue_training=continue_training,
-        new_data=new_data,
-        use_qlora=use_qlora,
-        four_bit=four_bit,
-    )
+    options: dict[str, Any] = {
+        "base_model": base_model,
+        "data_dir": data,
+        "name": name,
+        "resume": resume,
+        "continue_training": continue_training,
+        "new_data": new_data,
+        "use_qlora": use_qlora,
+        "four_bit": four_bit,
+    }
+    result = launch_training(cfg, gpus, **options) if distributed else run_training(cfg, **options)
     console.print(
         f"[green]Trained[/green] {result.steps} steps in {result.wall_time_s:.0f} s "
         f"({result.tokens_per_s:.0f} tokens/s); "

@@ -131,6 +131,18 @@ class DataConfig(_Section):
         min_length=1,
         description="Market-condition variants the engine computes examples under.",
     )
+    families: list[str] = Field(
+        default_factory=lambda: [
+            "executive_summary",
+            "financial_analysis",
+            "valuation",
+            "investment_thesis",
+            "risk_assessment",
+            "industry_analysis",
+        ],
+        min_length=1,
+        description="Task families to generate (a short-context CPU run may keep only executive_summary).",
+    )
     balance_ratings: bool = Field(True, description="Draw Buy, Hold and Sell examples in equal numbers.")
     max_response_tokens: int = Field(2048, ge=16, description="Longest response accepted (estimated tokens).")
 
@@ -143,6 +155,11 @@ class DataConfig(_Section):
         unknown = [c for c in self.conditions if c not in CONDITIONS]
         if unknown:
             raise ValueError(f"unknown conditions {unknown}; valid: {', '.join(CONDITIONS)}")
+        from equitune.data.families import FAMILY_IDS
+
+        strange = [f for f in self.families if f not in FAMILY_IDS]
+        if strange:
+            raise ValueError(f"unknown families {strange}; valid: {', '.join(FAMILY_IDS)}")
         return self
 
 

@@ -61,33 +61,38 @@ def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", help="Ollama model name[:tag] (default equity_research_llama)")
     parser.add_argument("--use-qlora", action="store_true", help="QLoRA (4-bit base weights, CUDA)")
     parser.add_argument("--4bit", dest="four_bit", action="store_true", help="load the base model in 4 bits")
-    parser.add_argument("--distributed", action="store_true", help="data-parallel training over several GPUs")
-    parser.add_argument("--gpus", type=int, default=None, help="number of GPUs for --distributed")
+    parser.add_argument(
+        "--distributed", action="store_true", help="data-parallel training (torchrun; nccl on CUDA, gloo on CPU)"
+    )
+    parser.add_argument(
+        "--gpus", type=int, default=None, help="processes for --distributed: GPUs, or CPU processes without CUDA"
+    )
     parser.add_argument("--continue-training", action="store_true", help="continue from a finished adapter")
     parser.add_argument("--new-data", type=Path, help="JSONL of new examples for --continue-training")
     args = parser.parse_args(argv)
     if args.gpus is not None and args.gpus < 1:
         parser.error("--gpus must be at least 1")
+    if args.gpus is not None and not args.distributed:
+        parser.error("--gpus needs --distributed")
     if args.new_data and not args.continue_training:
         parser.error("--new-data needs --continue-training")
     config = _load_or_exit(args.config)
     if args.create_model:
         return _not_available("Model export and Ollama creation")
-    if args.distributed:
-        return _not_available("Distributed training (--distributed)")
     from equitune.logging_setup import setup_logging
+    from equitune.train.distributed import launch_training
     from equitune.train.pipeline import run_training
 
     setup_logging(config.paths.logs)
+    options = {
+        "name": args.name,
+        "continue_training": args.continue_training,
+        "new_data": args.new_data,
+        "use_qlora": args.use_qlora,
+        "four_bit": args.four_bit,
+    }
     try:
-        result = run_training(
-            config,
-            name=args.name,
-            continue_training=args.continue_training,
-            new_data=args.new_data,
-            use_qlora=args.use_qlora,
-            four_bit=args.four_bit,
-        )
+        result = launch_training(config, args.gpus, **options) if args.distributed else run_training(config, **options)
     except EquituneError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 1

@@ -77,7 +77,7 @@ class EquityResearchTrainingDataGenerator:
         self.universe = universe
         self.seed = self.config.data.seed if seed is None else seed
         self.rng = random.Random(self.seed)
-        wanted = list(families) if families is not None else list(FAMILY_IDS)
+        wanted = list(families) if families is not None else list(self.config.data.families)
         self.families: list[Family] = [f for f in available_families() if f.name in wanted]
         if not self.families:
             raise DataError(f"no task families available among {wanted}")

@@ -158,10 +158,11 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: Any | None,
-    best_adapter: Path,
+    best_adapter: Path | None,
 ) -> TrainState:
     """Restore a checkpoint into the (already LoRA-wrapped) model, optimizer, scheduler, scaler and RNGs, and
-    put back the best adapter as it was then. Returns the saved ``TrainState``."""
+    put back the best adapter as it was then (``best_adapter=None``: leave the files alone, as the ranks of a
+    data-parallel run other than rank 0 do). Returns the saved ``TrainState``."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -180,13 +181,13 @@ def load_checkpoint(
     set_rng_state(tensors["rng"])
     state = TrainState.from_json(json.loads((path / STATE_FILE).read_text(encoding="utf-8")))
     saved_best = path / BEST_SUBDIR
-    if saved_best.is_dir():
+    if best_adapter is not None and saved_best.is_dir():
         tmp = best_adapter.with_name(f".{best_adapter.name}.restore-{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)
         shutil.copytree(saved_best, tmp)
         replace_dir(tmp, best_adapter)
-    elif best_adapter.exists():
+    elif best_adapter is not None and best_adapter.exists():
         shutil.rmtree(best_adapter)  # written after the checkpoint, by steps that are about to be redone
     log.info("resumed from %s (step %d, epoch %d, batch %d)", path, state.step, state.epoch, state.batch_index)
     return state

@@ -45,6 +45,7 @@ from equitune.train.checkpoint import (
     save_checkpoint,
 )
 from equitune.train.dataset import IGNORE_INDEX, Batch, TokenizedDataset, batches_per_epoch, iterate_batches
+from equitune.train.distributed import SINGLE, World
 from equitune.train.report import METRICS_FILE, PLOT_FILE, REPORT_FILE, MetricsLog, plot_loss_curve, write_report
 
 log = logging.getLogger(__name__)
@@ -110,10 +111,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if precision == "fp32":
+    # bf16 runs on bf16 base weights (cast once in ``train``), so it needs no autocast; only fp16 does.
+    if precision in ("fp32", "bf16"):
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=torch.float16)
 
 
 def wrap_lora(model: Any, lora: LoraConfig, init_adapter: str | Path | None) -> Any:
@@ -205,20 +206,27 @@ def evaluate(
     precision: str,
     loss_fn: LossFn = causal_lm_loss,
     batches: BatchFn = iterate_batches,
+    world: World = SINGLE,
 ) -> float:
-    """Mean cross-entropy per labelled token over ``dataset`` (eval mode: no dropout, no RNG consumed)."""
+    """Mean cross-entropy per labelled token over ``dataset`` (eval mode: no dropout, no RNG consumed).
+
+    In a data-parallel ``world`` each rank evaluates its rows of global batches of ``batch_size x world.size``
+    and the sums are all-reduced, so every rank gets the same value."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     try:
-        for batch in batches(dataset, batch_size, 0, 0):
+        for batch in world.shard(batches)(dataset, batch_size * world.size, 0, 0):
+            if batch.input_ids.shape[0] == 0:  # this rank's share of a small last batch
+                continue
             with _autocast(precision, device):
                 total += float(loss_fn(model, _to(batch, device)))
             count += batch.num_label_tokens
     finally:
         model.train(was_training)
-    return total / max(count, 1)
+    total_all, count_all = world.sum(total, count)
+    return total_all / max(count_all, 1)
 
 
 def _save_adapter(model: Any, tokenizer: Any, target: Path, info: dict[str, Any]) -> None:
@@ -301,6 +309,7 @@ def train(
     batches: BatchFn = iterate_batches,
     on_step: Callable[[int], None] | None = None,
     keep_checkpoints: int = 2,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Train LoRA adapters on ``train_set``; evaluate on ``valid_set``; keep the best adapter in
     ``out_dir/adapter``; checkpoint to ``out_dir/checkpoints``; write metrics, loss curve and report.
@@ -308,7 +317,10 @@ def train(
     ``resume=True`` continues from the newest checkpoint (and gives the same result as a run that was never
     interrupted); ``init_adapter`` starts from a finished adapter instead of new zero-initialised ones.
     ``on_step(step)`` is called after every optimiser step (and its evaluation and checkpoint).
+    ``world`` makes this one rank of a data-parallel run (``train/distributed.py``): micro-batches of
+    ``batch_size x world.size`` split over the ranks, gradients and counts summed, files written by rank 0 only.
     """
+    main = world.is_main  # the one rank that writes files
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_root, adapter_dir = out / "checkpoints", out / "adapter"
@@ -326,6 +338,11 @@ def train(
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         log.info("resizing embeddings to %d tokens (the tokenizer gained a pad token)", len(tokenizer))
         model.resize_token_embeddings(len(tokenizer))
+    if precision == "bf16":
+        # Frozen base weights in bf16, cast once: autocast would re-cast them on every forward pass, which
+        # measured slower than fp32 on CPU. PEFT keeps the trainable adapters in fp32 (autocast_adapter_dtype)
+        # and the loss is computed in fp32.
+        model.to(torch.bfloat16)
     torch.manual_seed(config.seed)  # the adapters' initialisation
     model = wrap_lora(model, lora, init_adapter)
     if config.gradient_checkpointing:
@@ -336,43 +353,55 @@ def train(
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     accum, batch_size = config.gradient_accumulation_steps, config.batch_size
-    steps_per_epoch = math.ceil(batches_per_epoch(train_set, batch_size) / accum)
+    global_batch, train_batches = batch_size * world.size, world.shard(batches)  # micro-batch over all ranks
+    steps_per_epoch = math.ceil(batches_per_epoch(train_set, global_batch) / accum)
     total_steps = config.max_steps or math.ceil(config.num_epochs * steps_per_epoch)
     scheduler = _lr_scheduler(config, optimizer, total_steps)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-    atomic_write_json(
-        out / "train_config.json",
-        {"training": config.model_dump(mode="json"), "lora": lora.model_dump(mode="json"), "base_model": base_model},
-    )
+    if main:
+        atomic_write_json(
+            out / "train_config.json",
+            {
+                "training": config.model_dump(mode="json"),
+                "lora": lora.model_dump(mode="json"),
+                "base_model": base_model,
+            },
+        )
 
     state = TrainState()
     if latest is not None:
-        state = load_checkpoint(latest, model, optimizer, scheduler, scaler, adapter_dir)
-    metrics.rewrite(state.metrics)
+        state = load_checkpoint(latest, model, optimizer, scheduler, scaler, adapter_dir if main else None)
+    if main:
+        metrics.rewrite(state.metrics)
+    if world.size > 1:
+        log.info(
+            "data-parallel over %d processes: each takes %d of every %d examples", world.size, batch_size, global_batch
+        )
     log.info(
         "training %d LoRA parameters on %d examples (%d label tokens): %d steps of %d x %d examples, %s",
         trainable,
         len(train_set),
         train_set.num_label_tokens,
         total_steps,
-        batch_size,
+        global_batch,
         accum,
         precision,
     )
 
     def record(line: dict[str, Any]) -> None:
         state.metrics.append(line)
-        metrics.append(line)
+        if main:
+            metrics.append(line)
 
     def run_eval() -> float:
         assert valid is not None
-        val = evaluate(model, valid, batch_size, precision, loss_fn, batches)
+        val = evaluate(model, valid, batch_size, precision, loss_fn, batches, world)
         state.last_val_loss, state.last_eval_step = val, state.step
         record({"step": state.step, "epoch": epoch_position(), "val_loss": val, "elapsed_s": elapsed()})
         return val
 
     def epoch_position() -> float:
-        return round(state.epoch + state.batch_index / batches_per_epoch(train_set, batch_size), 4)
+        return round(state.epoch + state.batch_index / batches_per_epoch(train_set, global_batch), 4)
 
     run_start, elapsed_before = time.perf_counter(), state.elapsed_s
 
@@ -390,20 +419,31 @@ def train(
         task = bar.add_task("train", total=total_steps, completed=state.step, loss="-", tps="-")
         while state.step < total_steps and not state.stopped_early:
             if epoch_batches is None:
-                epoch_batches = batches(train_set, batch_size, config.seed, state.epoch, start=state.batch_index)
+                epoch_batches = train_batches(
+                    train_set, global_batch, config.seed, state.epoch, start=state.batch_index
+                )
             micro = list(itertools.islice(epoch_batches, accum))
             if not micro:
                 state.epoch, state.batch_index, epoch_batches = state.epoch + 1, 0, None
                 continue
             started = time.perf_counter()
-            n_labels = max(sum(b.num_label_tokens for b in micro), 1)
+            world.reseed(config.seed, state.step)  # per-rank dropout masks (a single process is left alone)
+            # label tokens of the whole step on all ranks: the loss is normalised by the global count
+            n_labels, step_tokens = (
+                int(n) for n in world.sum(sum(b.num_label_tokens for b in micro), sum(b.num_tokens for b in micro))
+            )
+            n_labels = max(n_labels, 1)
             loss_sum = 0.0
             for batch in micro:
+                if batch.input_ids.shape[0] == 0:  # this rank's share of a small last batch
+                    continue
                 with _autocast(precision, device):
                     part = loss_fn(model, _to(batch, device))
                 scaled = part / n_labels  # normalised over the whole optimiser step, not per micro-batch
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 loss_sum += float(part.detach())
+            world.sum_gradients(params)  # data-parallel: every rank now holds the gradient of the whole step
+            (loss_sum,) = world.sum(loss_sum)
             if scaler is not None:
                 scaler.unscale_(optimizer)
             if config.max_grad_norm > 0:
@@ -420,7 +460,6 @@ def train(
 
             state.step += 1
             state.batch_index += len(micro)
-            step_tokens = sum(b.num_tokens for b in micro)
             state.tokens += step_tokens
             state.label_tokens += n_labels
             state.train_time_s += step_time
@@ -453,14 +492,15 @@ def train(
                 if state.best_val_loss is None or val < state.best_val_loss:
                     state.best_val_loss, state.best_step, state.patience = val, state.step, 0
                     info = {"step": state.step, "val_loss": val, "base_model": base_model}
-                    _save_adapter(model, tokenizer, adapter_dir, info)
+                    if main:
+                        _save_adapter(model, tokenizer, adapter_dir, info)
                 else:
                     state.patience += 1
                     patience = config.early_stopping_patience
                     if patience is not None and state.patience >= patience:
                         log.info("early stop at step %d: %d evaluations without improvement", state.step, patience)
                         state.stopped_early = True
-            if state.step % config.save_steps == 0 or state.step == total_steps or state.stopped_early:
+            if main and (state.step % config.save_steps == 0 or state.step == total_steps or state.stopped_early):
                 state.elapsed_s = elapsed()
                 save_checkpoint(ckpt_root, state, model, optimizer, scheduler, scaler, adapter_dir, keep_checkpoints)
             if on_step is not None:
@@ -469,16 +509,17 @@ def train(
     # -- finish: final evaluation and checkpoint, best adapter, curve, report
     if valid is not None and state.last_eval_step != state.step:
         run_eval()
-    if valid is None:
+    if valid is None and main:
         _save_adapter(model, tokenizer, adapter_dir, {"step": state.step, "val_loss": None, "base_model": base_model})
     state.elapsed_s = elapsed()
-    last = latest_checkpoint(ckpt_root)
-    if last is None or last.name != f"step-{state.step}":
+    last = latest_checkpoint(ckpt_root) if main else None  # the other ranks wrote nothing
+    if main and (last is None or last.name != f"step-{state.step}"):
         last = save_checkpoint(ckpt_root, state, model, optimizer, scheduler, scaler, adapter_dir, keep_checkpoints)
-    metrics.rewrite(state.metrics)
-    plot_path = plot_loss_curve(
-        state.metrics, out / PLOT_FILE, title=f"LoRA training{f' of {base_model}' if base_model else ''}"
-    )
+    if main:
+        metrics.rewrite(state.metrics)
+    plot_path = out / PLOT_FILE
+    if main:
+        plot_loss_curve(state.metrics, plot_path, title=f"LoRA training{f' of {base_model}' if base_model else ''}")
     tokens_per_s = state.tokens / max(state.train_time_s, 1e-9)
     result = TrainResult(
         out_dir=out,
@@ -503,6 +544,8 @@ def train(
         stopped_early=state.stopped_early,
         precision=precision,
     )
+    if not main:
+        return result
     write_report(
         result.report_path,
         {
@@ -524,6 +567,8 @@ def train(
             "train_time_s": round(state.train_time_s, 3),
             "tokens_per_s": round(tokens_per_s, 2),
             "precision": precision,
+            "processes": world.size,
+            "global_batch_size": global_batch * accum,
             "train_loss_first": state.train_loss_first,
             "train_loss_last": state.train_loss_last,
             "val_loss_before": state.val_loss_before,

@@ -12,6 +12,7 @@ from equitune.config import EquituneConfig, save_config
 from equitune.errors import DataError, EquituneError
 
 if TYPE_CHECKING:
+    from equitune.train.distributed import World
     from equitune.train.loop import TrainResult
 
 log = logging.getLogger("equitune.train")
@@ -34,15 +35,20 @@ def run_training(
     use_qlora: bool = False,
     four_bit: bool = False,
     progress: bool = True,
+    world: World | None = None,
 ) -> TrainResult:
     """Fine-tune ``base_model`` (default ``model_selection.base_model``) on ``data_dir``'s train.jsonl
     (default ``paths.training_data``), evaluating on its valid.jsonl. ``resume`` continues a killed run from
     its latest checkpoint; ``continue_training`` starts from the run's finished adapter, on ``new_data``
-    when given. Returns the loop's ``TrainResult``."""
+    when given. ``world`` makes this one rank of a data-parallel run (see ``train/distributed.py``; rank 0
+    writes the files). Returns the loop's ``TrainResult``."""
     from equitune.train.backends import check_qlora, detect_machine, select_backend
     from equitune.train.base_model import load_base_model, resolve_base_model
     from equitune.train.dataset import load_dataset, prepare_tokenizer
+    from equitune.train.distributed import SINGLE
     from equitune.train.loop import train
+
+    world = world or SINGLE
 
     machine = detect_machine()
     check_qlora(use_qlora, four_bit, machine)
@@ -77,12 +83,20 @@ def run_training(
     resolved = resolve_base_model(base_model or config.model_selection.base_model)
     log.info("base model %s", resolved.describe())
     model, tokenizer = load_base_model(resolved)
+    if world.device is not None:
+        import torch
+
+        torch.nn.Module.to(model, world.device)  # in place; this rank's GPU in a data-parallel run
     note = prepare_tokenizer(tokenizer)
     if note:
         log.info("%s", note)
     train_set = load_dataset(train_file, tokenizer, config.training.max_seq_length)
     valid_file = data / "valid.jsonl"
-    valid_set = load_dataset(valid_file, tokenizer, config.training.max_seq_length) if valid_file.is_file() else None
+    valid_set = None
+    if valid_file.is_file() and valid_file.read_text(encoding="utf-8").strip():
+        valid_set = load_dataset(valid_file, tokenizer, config.training.max_seq_length)
+    else:
+        log.warning("%s is missing or empty: no validation loss, no early stopping, last adapter kept", valid_file)
     for split, dataset in (("train", train_set), ("valid", valid_set)):
         if dataset is not None and dataset.truncation.examples_truncated:
             t = dataset.truncation
@@ -95,8 +109,10 @@ def run_training(
                 t.examples_dropped,
             )
 
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.json")
+    world.wait()  # every rank has chosen `out` (a new -vN folder) before rank 0 creates it
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.json")
     return train(
         model,
         tokenizer,
@@ -109,6 +125,7 @@ def run_training(
         init_adapter=init_adapter,
         progress=progress,
         base_model=resolved.name,
+        world=world,
     )
 
 

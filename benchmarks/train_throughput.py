@@ -1,0 +1,255 @@
+"""LoRA training throughput: equitune's trainer against a plain Hugging Face ``Trainer`` + PEFT fp32 baseline.
+
+Same base model (the embedded SmolLM2-135M-Instruct), same data (512-token windows of equitune's training
+set: some prompt context, then the analyst's response, loss on the response tokens), same LoRA settings, same
+global batch (4 × 512 tokens), same constant learning rate, 20 optimiser steps. Each run is a separate
+process, so peak RSS is its own. Reports tokens/s, peak RSS and the validation loss after the run (on the
+same held-out windows). Targets: >= 2.5× the baseline's tokens/s, no more peak memory, validation loss
+within 3% of the baseline's.
+
+Usage: ``python benchmarks/train_throughput.py [--steps 20] [--json results.json]`` (needs the ``train``
+extra and a generated training set in ``training_data/``; ``equitune data generate`` makes one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SEQ = 512
+BATCH = 4
+LR = 3e-4
+CONTEXT = 128  # prompt tokens kept before the response starts
+
+
+def windows(path: Path, tokenizer: Any, limit: int) -> list[tuple[list[int], list[int]]]:
+    """512-token windows: the last CONTEXT prompt tokens, then the response, labels on response tokens."""
+    from equitune.train.dataset import IGNORE_INDEX, end_of_turn_id, read_records, tokenize_conversation
+
+    out = []
+    eot = end_of_turn_id(tokenizer)
+    for line, messages in read_records(path):
+        ids, labels = tokenize_conversation(tokenizer, messages, eot, line)
+        first = next(i for i, t in enumerate(labels) if t != IGNORE_INDEX)
+        start = max(0, first - CONTEXT)
+        if len(ids) - start >= SEQ:
+            out.append((ids[start : start + SEQ], labels[start : start + SEQ]))
+        if len(out) == limit:
+            break
+    return out
+
+
+def load() -> tuple[Any, Any]:
+    from equitune.train.base_model import load_base_model, resolve_base_model
+    from equitune.train.dataset import prepare_tokenizer
+
+    model, tokenizer = load_base_model(resolve_base_model("smollm2:135m"))
+    prepare_tokenizer(tokenizer)
+    return model, tokenizer
+
+
+def run_equitune(data: Path, steps: int, out: Path) -> dict[str, Any]:
+    from equitune.config import LoraConfig, TrainingConfig
+    from equitune.train.dataset import TokenizedDataset, TokenizedExample, TruncationStats, end_of_turn_id
+    from equitune.train.loop import train
+
+    model, tokenizer = load()
+
+    def dataset(rows: list[tuple[list[int], list[int]]]) -> TokenizedDataset:
+        examples = [TokenizedExample(ids, labels, i + 1) for i, (ids, labels) in enumerate(rows)]
+        return TokenizedDataset(examples, TruncationStats(SEQ), tokenizer.pad_token_id, end_of_turn_id(tokenizer))
+
+    train_set = dataset(windows(data / "train.jsonl", tokenizer, steps * BATCH))
+    valid_set = dataset(windows(data / "valid.jsonl", tokenizer, 8))
+    config = TrainingConfig(
+        batch_size=BATCH,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        warmup_steps=0,
+        lr_scheduler="constant",
+        learning_rate=LR,
+        eval_steps=10_000,
+        save_steps=10_000,
+        max_seq_length=SEQ,
+        precision="auto",
+    )
+    result = train(model, tokenizer, train_set, valid_set, config, LoraConfig(), out, progress=False)
+    return {
+        "tokens_per_s": steps * BATCH * SEQ / result.wall_time_s,
+        "train_seconds": result.wall_time_s,
+        "val_loss_after": result.val_loss_after,
+        "precision": result.precision,
+    }
+
+
+def run_baseline(data: Path, steps: int, out: Path) -> dict[str, Any]:
+    import torch
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import TaskType, get_peft_model
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from equitune.config import LoraConfig
+
+    model, tokenizer = load()
+    lora = LoraConfig()
+    model = get_peft_model(
+        model,
+        PeftLoraConfig(
+            r=lora.rank,
+            lora_alpha=int(lora.alpha),
+            lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules),
+            task_type=TaskType.CAUSAL_LM,
+        ),
+    )
+
+    class Rows(torch.utils.data.Dataset):  # type: ignore[type-arg]
+        def __init__(self, rows: list[tuple[list[int], list[int]]]) -> None:
+            self.rows = rows
+
+        def __len__(self) -> int:
+            return len(self.rows)
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            ids, labels = self.rows[i]
+            return {
+                "input_ids": torch.tensor(ids),
+                "attention_mask": torch.ones(len(ids), dtype=torch.long),
+                "labels": torch.tensor(labels),
+            }
+
+    timing: dict[str, float] = {}
+
+    class Clock(TrainerCallback):  # type: ignore[misc]
+        def on_train_begin(self, *args: Any, **kwargs: Any) -> None:
+            timing["start"] = time.perf_counter()
+
+        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            timing["end"] = time.perf_counter()
+
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=BATCH,
+        gradient_accumulation_steps=1,
+        max_steps=steps,
+        learning_rate=LR,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=42,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Rows(windows(data / "train.jsonl", tokenizer, steps * BATCH)),
+        eval_dataset=Rows(windows(data / "valid.jsonl", tokenizer, 8)),
+        callbacks=[Clock()],
+    )
+    trainer.train()
+    seconds = timing["end"] - timing["start"]
+    return {
+        "tokens_per_s": steps * BATCH * SEQ / seconds,
+        "train_seconds": seconds,
+        "val_loss_after": trainer.evaluate()["eval_loss"],
+        "precision": "fp32",
+    }
+
+
+def child(kind: str, data: Path, steps: int, out: Path) -> None:
+    runner = run_equitune if kind == "equitune" else run_baseline
+    result = runner(data, steps, out)
+    result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--data", type=Path, default=Path("training_data"))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", choices=["equitune", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/equitune-train-bench"))
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.data, args.steps, args.out / f"{args.child}-{time.time_ns()}")
+        return 0
+    if not (args.data / "train.jsonl").is_file():
+        raise SystemExit(f"{args.data}/train.jsonl not found: run `equitune data generate` first")
+    results: dict[str, dict[str, Any]] = {}
+    for kind in ("baseline", "equitune"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                kind,
+                "--steps",
+                str(args.steps),
+                "--data",
+                str(args.data),
+                "--out",
+                str(args.out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+        if proc.returncode != 0 or line is None:
+            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+            raise SystemExit(f"the {kind} run failed")
+        results[kind] = json.loads(line[len("RESULT ") :])
+    base, ours = results["baseline"], results["equitune"]
+    speedup = ours["tokens_per_s"] / base["tokens_per_s"]
+    loss_gap = abs(ours["val_loss_after"] / base["val_loss_after"] - 1)
+    summary = {
+        "steps": args.steps,
+        "batch": BATCH,
+        "seq_len": SEQ,
+        "results": results,
+        "speedup": speedup,
+        "memory_ratio": ours["peak_rss_gb"] / base["peak_rss_gb"],
+        "val_loss_gap": loss_gap,
+        "passed": speedup >= 2.5 and ours["peak_rss_gb"] <= base["peak_rss_gb"] and loss_gap <= 0.03,
+    }
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"LoRA training, SmolLM2-135M, {args.steps} steps of {BATCH} x {SEQ} tokens")
+    for column in ("", "tokens/s", "train s", "peak RSS GB", "val loss after", "precision"):
+        table.add_column(column, justify="right" if column else "left")
+    for kind, label in (("baseline", "HF Trainer + PEFT, fp32"), ("equitune", "equitune")):
+        r = results[kind]
+        table.add_row(
+            label,
+            f"{r['tokens_per_s']:.0f}",
+            f"{r['train_seconds']:.0f}",
+            f"{r['peak_rss_gb']:.2f}",
+            f"{r['val_loss_after']:.4f}",
+            r["precision"],
+        )
+    table.caption = (
+        f"speed-up {speedup:.2f}x (target >= 2.5x); memory {summary['memory_ratio']:.2f}x of baseline "
+        f"(target <= 1); loss gap {loss_gap:.1%} (target <= 3%): {'PASS' if summary['passed'] else 'FAIL'}"
+    )
+    Console().print(table)
+    if args.json:
+        from equitune.io import atomic_write_json
+
+        atomic_write_json(args.json, summary)
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
