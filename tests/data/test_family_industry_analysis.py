@@ -6,23 +6,15 @@ from __future__ import annotations
 import random
 import re
 
-import pytest
-
 from equitune.data.blocks import count_word, data_block, industry_block, ordinal_word
-from equitune.data.context import ExampleContext, build_contexts
+from equitune.data.context import ExampleContext
 from equitune.data.families import get_family
 from equitune.data.families.common import DISCLAIMERS
 from equitune.data.families.industry_analysis import HEADERS, INSTRUCTIONS, REQUIRED
 from equitune.data.numbers import Figure, extract_figures
-from equitune.market.providers.embedded import load_snapshot
 
 FAMILY = get_family("industry_analysis")
 SEEDS = (0, 1, 2)
-
-
-@pytest.fixture(scope="module")
-def contexts() -> list[ExampleContext]:
-    return build_contexts(list(load_snapshot().values()))
 
 
 def _render(ctx: ExampleContext, seed: int) -> tuple[str, str]:

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 import pytest
 
 from equitune.data.blocks import data_block, price, rating_word
-from equitune.data.context import ExampleContext, build_contexts
+from equitune.data.context import ExampleContext
 from equitune.data.families import get_family
 from equitune.data.families import risk_assessment as module
 from equitune.data.families.common import DISCLAIMERS
 from equitune.data.numbers import Figure, extract_figures
-from equitune.market.providers.embedded import load_snapshot
 
 FAMILY = module.FAMILY
 SEEDS = (0, 1, 7)
@@ -31,11 +30,6 @@ class Example:
     @property
     def label(self) -> str:
         return f"{self.ctx.ticker}/{self.ctx.condition.name}/seed {self.seed}"
-
-
-@pytest.fixture(scope="module")
-def contexts() -> list[ExampleContext]:
-    return build_contexts(list(load_snapshot().values()))
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import random
 import re
 
-import pytest
-
 from equitune.data.blocks import data_block, price
-from equitune.data.context import ExampleContext, build_context, build_contexts
+from equitune.data.context import ExampleContext, build_context
 from equitune.data.families import get_family
 from equitune.data.families.common import DISCLAIMERS
 from equitune.data.families.valuation import FAMILY, REQUIRED_SECTIONS
@@ -16,11 +14,6 @@ from equitune.data.numbers import extract_figures
 from equitune.market.providers.embedded import load_snapshot
 
 SEEDS = (0, 1, 2, 3)
-
-
-@pytest.fixture(scope="module")
-def contexts() -> list[ExampleContext]:
-    return build_contexts(list(load_snapshot().values()))
 
 
 def _render(ctx: ExampleContext, seed: int) -> tuple[str, str]:
