@@ -85,28 +85,15 @@ class TrainResult:
 # ------------------------------------------------------------------------------------------- pieces
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 instructions (AVX512-BF16 or AMX) and oneDNN can use them."""
-    capability = torch.backends.cpu.get_cpu_capability()
-    if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return False
-    if "AMX" in capability:
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' on a bf16-capable CPU or CUDA GPU, else 'fp32'; explicit choices are kept."""
+    """'auto' -> 'bf16' on a bf16-capable CUDA GPU, else 'fp32' (see the CPU measurement below); explicit
+    choices are kept."""
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_supports_bf16() else "fp32"
+    # On CPU fp32 measured fastest (2-core AVX512-BF16 CPU, SmolLM2-135M, 4 x 512 tokens: fp32 187 tokens/s,
+    # bf16 base weights 151, bf16 autocast slower still); bf16 stays available as an explicit choice.
     return "fp32"
 
 
