@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from equitune.data.blocks import data_block
 from equitune.data.context import ExampleContext
 from equitune.data.families import financial_analysis as module
 from equitune.data.families import get_family
@@ -38,8 +37,8 @@ def examples(contexts: list[ExampleContext]) -> list[Example]:
     for ctx in contexts:
         for seed in SEEDS:
             rng = random.Random(seed)
-            prompt = FAMILY.instruction(ctx, rng) + "\n\n" + data_block(ctx, list(FAMILY.sections))
-            out.append(Example(ctx, seed, prompt, FAMILY.respond(ctx, rng)))
+            prompt, response = FAMILY.render(ctx, rng)
+            out.append(Example(ctx, seed, prompt, response))
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import re
 
-from equitune.data.blocks import count_word, data_block, industry_block, ordinal_word
+from equitune.data.blocks import count_word, industry_block, ordinal_word
 from equitune.data.context import ExampleContext
 from equitune.data.families import get_family
 from equitune.data.families.common import DISCLAIMERS
@@ -18,9 +18,7 @@ SEEDS = (0, 1, 2)
 
 
 def _render(ctx: ExampleContext, seed: int) -> tuple[str, str]:
-    rng = random.Random(seed)
-    prompt = FAMILY.instruction(ctx, rng) + "\n\n" + data_block(ctx, list(FAMILY.sections))
-    return prompt, FAMILY.respond(ctx, rng)
+    return FAMILY.render(ctx, random.Random(seed))
 
 
 def _in_prompt(figure: Figure, prompt_figures: list[Figure]) -> bool:

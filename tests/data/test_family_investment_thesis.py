@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import re
 
-from equitune.data.blocks import data_block
 from equitune.data.context import ExampleContext, build_context
 from equitune.data.families import get_family
 from equitune.data.families.common import DISCLAIMERS
@@ -18,9 +17,7 @@ _COUNT_WORDS = {3: "three", 4: "four", 5: "five"}
 
 
 def _render(ctx: ExampleContext, seed: int) -> tuple[str, str]:
-    rng = random.Random(seed)
-    prompt = FAMILY.instruction(ctx, rng) + "\n\n" + data_block(ctx, list(FAMILY.sections))
-    return prompt, FAMILY.respond(ctx, rng)
+    return FAMILY.render(ctx, random.Random(seed))
 
 
 def _catalyst_section(response: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from equitune.data.blocks import data_block, price
+from equitune.data.blocks import price
 from equitune.data.context import ExampleContext, build_context
 from equitune.data.families import get_family
 from equitune.data.families.common import DISCLAIMERS
@@ -17,9 +17,7 @@ SEEDS = (0, 1, 2, 3)
 
 
 def _render(ctx: ExampleContext, seed: int) -> tuple[str, str]:
-    rng = random.Random(seed)
-    prompt = FAMILY.instruction(ctx, rng) + "\n\n" + data_block(ctx, list(FAMILY.sections))
-    return prompt, FAMILY.respond(ctx, rng)
+    return FAMILY.render(ctx, random.Random(seed))
 
 
 def _check_example(ctx: ExampleContext, prompt: str, response: str) -> None:

@@ -36,6 +36,13 @@ class Family:
         template = rng.choice(self.instructions)
         return template.format(name=ctx.company.name, ticker=ctx.ticker, sector=ctx.company.sector)
 
+    def render(self, ctx: ExampleContext, rng: random.Random) -> tuple[str, str]:
+        """(prompt, response) of one example: the request, a blank line and the DATA block, then the answer
+        (the same prompt ``Example.prompt`` assembles)."""
+        from equitune.data.blocks import data_block
+
+        return f"{self.instruction(ctx, rng)}\n\n{data_block(ctx, list(self.sections))}", self.respond(ctx, rng)
+
 
 def disclaimer(rng: random.Random) -> str:
     """A one-line disclaimer (the last line of every response)."""
