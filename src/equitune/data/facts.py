@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -59,15 +58,6 @@ class FactSheet:
         self.facts[name] = Fact(name, float(value), kind)
         self._index = None
         self._memo.clear()
-
-    def add_many(self, prefix: str, values: Iterable[tuple[str, float | None, FactKind]]) -> None:
-        """Record several facts under ``prefix.`` names."""
-        for name, value, kind in values:
-            self.add(f"{prefix}.{name}", value, kind)
-
-    def value(self, name: str) -> float:
-        """The value of fact ``name`` (KeyError naming it when absent)."""
-        return self.facts[name].value
 
     def __contains__(self, name: object) -> bool:
         return name in self.facts
@@ -200,6 +190,11 @@ _FIELD_KINDS: dict[str, FactKind | None] = {
             "weight",
             "debt_to_equity",
             "initial_revenue_growth",
+            # market-condition shifts (equitune.finance.conditions)
+            "risk_free_shift",
+            "equity_risk_premium_shift",
+            "revenue_growth_shift",
+            "fcf_margin_shift",
         ],
         "fraction",
     ),
@@ -284,13 +279,6 @@ _FIELD_KINDS: dict[str, FactKind | None] = {
     ),
 }
 
-
-_FIELD_KINDS.update(
-    dict.fromkeys(
-        ["risk_free_shift", "equity_risk_premium_shift", "revenue_growth_shift", "fcf_margin_shift"],
-        "fraction",
-    )
-)
 
 # The industry summary (equitune.finance.industry): group totals, shares, gaps to and premiums over the peer
 # median; rank positions are not figures (they are written in words).
