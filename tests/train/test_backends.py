@@ -68,6 +68,12 @@ def test_mlx_translation(tmp_path: Path) -> None:
     }
     assert result["lr_schedule"]["name"] == "cosine_decay" and result["lr_schedule"]["warmup"] == 10
     assert result["lr_schedule"]["arguments"] == [2e-05, 90, 0.0]
+    assert result["mask_prompt"] is True  # loss on the assistant turn only, as in the transformers backend
+    assert result["optimizer_config"] == {"adamw": {"weight_decay": 0.0}}  # not mlx's default of 0.01
+    assert (result["test"], result["test_batches"]) == (True, -1)  # the final adapter's loss on test = valid
+    assert "resume_adapter_file" not in result
+    resumed = mlx_lora_config(config, lora, "m", tmp_path, tmp_path, 500, resume_adapter_file=tmp_path / "a.st")
+    assert resumed["resume_adapter_file"] == str(tmp_path / "a.st")
 
 
 def test_unsloth_translation() -> None:
@@ -77,3 +83,23 @@ def test_unsloth_translation() -> None:
     assert load == {"model_name": "unsloth/llama-3.1-8b", "max_seq_length": 1024, "dtype": None, "load_in_4bit": True}
     assert peft["r"] == 16 and peft["lora_alpha"] == 32 and peft["use_gradient_checkpointing"] == "unsloth"
     assert peft["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+def test_transformers_run_says_which_backend_trained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import run_setup
+
+    from equitune.train import backends
+    from equitune.train.pipeline import run_training
+
+    monkeypatch.setattr(backends, "detect_machine", lambda: Machine("cuda", False, False, True))  # no unsloth
+    base, data = run_setup.make_setup(tmp_path)
+    result = run_training(
+        run_setup.make_config(tmp_path, "auto", max_steps=1), base_model=str(base), data_dir=data, progress=False
+    )
+    report = json.loads(result.report_path.read_text())
+    assert report["backend"] == "transformers" and report["steps"] == 1
+    assert "loop_settings" not in report and "quantization" not in report

@@ -111,11 +111,16 @@ def mlx_lora_config(
     data_dir: Path,
     adapter_dir: Path,
     num_examples: int,
+    resume_adapter_file: Path | None = None,
 ) -> dict[str, Any]:
     """The mlx-lm ``lora`` YAML config equivalent to equitune's settings (``mlx_lm.lora --config``).
 
     mlx-lm scales the LoRA update by ``scale`` directly, where PEFT uses ``alpha / rank``; its batch has no
-    accumulation, so the global batch is carried as ``batch_size * gradient_accumulation_steps``."""
+    accumulation, so the global batch is carried as ``batch_size * gradient_accumulation_steps``. The loss is on
+    the assistant turn only (``mask_prompt``), as in the transformers backend; ``test`` evaluates the final
+    adapter on ``data_dir/test.jsonl``, which the mlx backend fills with the validation set. mlx-lm has no
+    gradient clipping and no early stopping, so ``max_grad_norm`` and ``early_stopping_patience`` do not apply.
+    ``resume_adapter_file`` starts from the weights of an mlx-lm adapter file instead of new adapters."""
     steps = optimizer_steps(num_examples, config)
     schedule: dict[str, Any] | None = None
     if config.lr_scheduler == "cosine":
@@ -137,6 +142,8 @@ def mlx_lora_config(
         "train": True,
         "fine_tune_type": "lora",
         "optimizer": "adamw",
+        "optimizer_config": {"adamw": {"weight_decay": config.weight_decay}},  # mlx's AdamW default is 0.01
+        "mask_prompt": True,
         "data": str(data_dir),
         "seed": config.seed,
         "num_layers": -1,
@@ -150,6 +157,8 @@ def mlx_lora_config(
         "save_every": config.save_steps,
         "max_seq_length": config.max_seq_length,
         "grad_checkpoint": config.gradient_checkpointing,
+        "test": True,
+        "test_batches": -1,
         "lora_parameters": {
             "keys": [
                 f"self_attn.{m}" if m in {"q_proj", "k_proj", "v_proj", "o_proj"} else f"mlp.{m}"
@@ -162,6 +171,8 @@ def mlx_lora_config(
     }
     if schedule is not None:
         result["lr_schedule"] = schedule
+    if resume_adapter_file is not None:
+        result["resume_adapter_file"] = str(resume_adapter_file)
     return result
 
 

@@ -4,12 +4,14 @@ run the LoRA loop, and leave everything in ``finetuned_models/<name>/``.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from equitune.config import EquituneConfig, save_config
 from equitune.errors import DataError, EquituneError
+from equitune.io import atomic_write_json
 
 if TYPE_CHECKING:
     from equitune.train.distributed import World
@@ -40,24 +42,30 @@ def run_training(
     """Fine-tune ``base_model`` (default ``model_selection.base_model``) on ``data_dir``'s train.jsonl
     (default ``paths.training_data``), evaluating on its valid.jsonl. ``resume`` continues a killed run from
     its latest checkpoint; ``continue_training`` starts from the run's finished adapter, on ``new_data``
-    when given. ``world`` makes this one rank of a data-parallel run (see ``train/distributed.py``; rank 0
-    writes the files). Returns the loop's ``TrainResult``."""
+    when given. ``use_qlora`` with ``four_bit`` loads the base in 4 bits (CUDA). ``world`` makes this one rank
+    of a data-parallel run (see ``train/distributed.py``; rank 0 writes the files). Returns the ``TrainResult``.
+
+    The backend (``training.backend``, see ``train/backends.py``) decides who loads and trains: transformers
+    (plain or QLoRA, ``train/qlora.py``) and Unsloth (``train/unsloth_backend.py``) load a model that
+    ``train/loop.py`` trains; mlx-lm trains in a subprocess (``train/mlx_backend.py``). All read the same
+    configuration and leave the same files in ``finetuned_models/<name>/``."""
     from equitune.train.backends import check_qlora, detect_machine, select_backend
-    from equitune.train.base_model import load_base_model, resolve_base_model
-    from equitune.train.dataset import load_dataset, prepare_tokenizer
+    from equitune.train.base_model import resolve_base_model
     from equitune.train.distributed import SINGLE
-    from equitune.train.loop import train
 
     world = world or SINGLE
 
     machine = detect_machine()
     check_qlora(use_qlora, four_bit, machine)
     backend = select_backend(config.training.backend, machine)
-    if backend != "transformers":
+    qlora = use_qlora and four_bit  # check_qlora: both or neither
+    if world.size > 1 and backend != "transformers":
         raise EquituneError(
-            f"The {backend} backend is selected for this machine, but equitune {_version()} trains with the "
-            "transformers backend only; set training.backend to 'transformers'."
+            f"Data-parallel training (--distributed) runs on the transformers backend only, not {backend}; "
+            "set training.backend to 'transformers' or train in one process."
         )
+    if backend == "unsloth":
+        import unsloth  # noqa: F401  # before transformers and peft, which Unsloth patches when imported
 
     out = output_dir(config, name)
     data = data_dir or config.paths.training_data
@@ -79,19 +87,63 @@ def run_training(
             version += 1
         out = out.parent / f"{out.name}-v{version}"
         log.info("continuing from %s into %s", init_adapter, out)
+    if resume and backend == "mlx":
+        raise EquituneError(
+            "The mlx backend cannot resume a killed run (mlx-lm keeps no optimiser state); train again, or "
+            "continue from a finished adapter with --continue-training."
+        )
+    valid_file = data / "valid.jsonl"
 
     resolved = resolve_base_model(base_model or config.model_selection.base_model)
-    log.info("base model %s", resolved.describe())
-    model, tokenizer = load_base_model(resolved)
-    if world.device is not None:
-        import torch
+    log.info("base model %s (%s backend%s)", resolved.describe(), backend, ", QLoRA" if qlora else "")
+    if backend == "mlx":
+        from equitune.train.mlx_backend import train_mlx
 
-        torch.nn.Module.to(model, world.device)  # in place; this rank's GPU in a data-parallel run
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.json")
+        return train_mlx(config, resolved, train_file, valid_file, out, init_adapter=init_adapter, progress=progress)
+
+    # -- the backends whose model the LoRA loop trains
+    from equitune.train.dataset import load_dataset, prepare_tokenizer
+    from equitune.train.loop import train
+
+    loop_config = config.training
+    stamp: dict[str, Any] = {"backend": backend}
+    if backend == "unsloth":
+        from equitune.train.unsloth_backend import load_unsloth, unsloth_training_config
+
+        model, tokenizer, arguments = load_unsloth(resolved, config, four_bit=qlora, init_adapter=init_adapter)
+        wrapped = init_adapter is None
+        loop_config = unsloth_training_config(config.training, wrapped=wrapped)
+        stamp["unsloth"] = arguments
+    elif qlora:
+        from equitune.train.qlora import load_qlora_model, materialise_gguf, qlora_training_config
+
+        if resolved.is_gguf and world.size > 1:  # one rank writes the shared folder, the others then read it
+            if world.is_main:
+                materialise_gguf(resolved)
+            world.wait()
+        model, tokenizer = load_qlora_model(
+            resolved, gradient_checkpointing=config.training.gradient_checkpointing, device=world.device
+        )
+        loop_config = qlora_training_config(config.training)
+        stamp["quantization"] = "4-bit NF4 (bitsandbytes), double quantisation, bf16 compute"
+    else:
+        from equitune.train.base_model import load_base_model
+
+        model, tokenizer = load_base_model(resolved)
+        if world.device is not None:
+            import torch
+
+            torch.nn.Module.to(model, world.device)  # in place; this rank's GPU in a data-parallel run
+    if loop_config is not config.training:
+        changed = {k: v for k, v in loop_config.model_dump().items() if v != getattr(config.training, k)}
+        log.info("the %s backend trains with %s", backend, ", ".join(f"{k}={v}" for k, v in changed.items()))
+        stamp["loop_settings"] = changed
     note = prepare_tokenizer(tokenizer)
     if note:
         log.info("%s", note)
     train_set = load_dataset(train_file, tokenizer, config.training.max_seq_length)
-    valid_file = data / "valid.jsonl"
     valid_set = None
     if valid_file.is_file() and valid_file.read_text(encoding="utf-8").strip():
         valid_set = load_dataset(valid_file, tokenizer, config.training.max_seq_length)
@@ -113,12 +165,12 @@ def run_training(
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
         save_config(config, out / "config.json")
-    return train(
+    result = train(
         model,
         tokenizer,
         train_set,
         valid_set,
-        config.training,
+        loop_config,
         config.lora_config,
         out,
         resume=resume,
@@ -127,9 +179,7 @@ def run_training(
         base_model=resolved.name,
         world=world,
     )
-
-
-def _version() -> str:
-    from equitune import __version__
-
-    return __version__
+    if world.is_main:
+        report = json.loads(result.report_path.read_text(encoding="utf-8"))
+        atomic_write_json(result.report_path, {"backend": backend, **report, **stamp})
+    return result
