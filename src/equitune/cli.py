@@ -25,6 +25,8 @@ config_app = typer.Typer(help="Show or validate the resolved configuration.", no
 app.add_typer(config_app, name="config")
 data_app = typer.Typer(help="Generate, validate and describe training data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(help="The registry of exported model versions.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 # Piped output (files, CI logs) gets wide tables instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -312,6 +314,242 @@ def train(
         f"({result.tokens_per_s:.0f} tokens/s); "
         f"validation loss {result.val_loss_before} -> {result.val_loss_after} (best {result.best_val_loss}); "
         f"adapter in {result.adapter_dir}"
+    )
+
+
+# ---------------------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    run_name: Annotated[
+        str | None, typer.Option("--run", help="Training run under finetuned_models/ (default training.output_name).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Ollama model NAME[:TAG] (default equity_research_llama:vN).")
+    ] = None,
+    create: Annotated[bool, typer.Option("--create", help="Register the model in Ollama (ollama create).")] = False,
+    formats: Annotated[
+        str | None, typer.Option("--formats", help="Merged GGUF types, comma-separated: f16,q8_0,q4_K_M,bf16,f32.")
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option("--mode", help="merged (default) or adapter (FROM the base + ADAPTER).")
+    ] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the llama.cpp verification.")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Ollama address (default export.ollama_host).")] = None,
+) -> None:
+    """Merge the adapter, write verified GGUF files and a Modelfile, record the version, optionally ollama create."""
+    from equitune.export.pipeline import run_export
+
+    cfg = _load(config, sets)
+    result = run_export(
+        cfg,
+        run_name=run_name,
+        model_name=name,
+        formats=[f.strip() for f in formats.split(",")] if formats else None,
+        mode=mode,
+        verify=False if no_verify else None,
+        create=create,
+        host=host,
+    )
+    console.print(f"[green]Exported[/green] {result.name_tag} to {result.export_dir}")
+    for path in [*result.gguf_files, *([result.adapter_gguf] if result.adapter_gguf else [])]:
+        console.print(f"  {path.name}: {path.stat().st_size / 1e6:,.1f} MB")
+    for label, report in result.verification.items():
+        agreement = report.get("mean_agreement")
+        status = "passed" if report.get("passed") else "below threshold"
+        console.print(
+            f"  verified {label}: {status}, greedy agreement {agreement:.0%}"
+            if agreement is not None
+            else f"  verified {label}: {status}"
+        )
+    console.print(f"  Modelfile: {result.modelfile}")
+    if result.created:
+        console.print(f"[green]Created[/green] {result.name_tag} in Ollama at {result.host}")
+    elif result.instructions:
+        console.print(f"[yellow]Ollama is not reachable at {result.host}.[/yellow] To create the model later:")
+        console.print(f"  {result.instructions}", highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+def _registry(config: Path | None) -> Any:
+    from equitune.registry import ModelRegistry
+
+    cfg = _load(config)
+    return ModelRegistry(cfg.paths.registry)
+
+
+@models_app.command("list")
+def models_list(
+    config: ConfigOption = None,
+    name: Annotated[str | None, typer.Argument(help="Only versions of this model name.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every exported model version, newest first."""
+    versions = list(reversed(_registry(config).list(name)))
+    if as_json:
+        _print_json([_version_dict(v) for v in versions])
+        return
+    table = Table(title="Model versions")
+    for column in ("name:tag", "promoted", "base model", "created", "val loss", "score", "in Ollama"):
+        table.add_column(column)
+    for v in versions:
+        score = v.evaluation_scores.get("overall") if v.evaluation_scores else None
+        table.add_row(
+            v.name_tag,
+            "latest" if v.promoted else "",
+            v.base_model,
+            (v.created_at or "")[:19],
+            _fmt(v.training_metrics.get("val_loss_after")),
+            _fmt(score),
+            "yes" if v.ollama_created else "",
+        )
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else ""
+
+
+def _version_dict(version: Any) -> dict[str, Any]:
+    import dataclasses
+
+    data = dataclasses.asdict(version)
+    data["name_tag"] = version.name_tag
+    return data
+
+
+@models_app.command("show")
+def models_show(
+    name_tag: Annotated[str, typer.Argument(help="NAME[:TAG] (a bare name is its promoted or newest version).")],
+    config: ConfigOption = None,
+) -> None:
+    """One version: files with sha256, metrics, scores."""
+    _print_json(_version_dict(_registry(config).get(name_tag)))
+
+
+@models_app.command("promote")
+def models_promote(name_tag: Annotated[str, typer.Argument(help="NAME:TAG")], config: ConfigOption = None) -> None:
+    """Mark the version that `latest` and the report generator use."""
+    version = _registry(config).promote(name_tag)
+    console.print(f"[green]Promoted[/green] {version.name_tag}")
+
+
+@models_app.command("delete")
+def models_delete(
+    name_tag: Annotated[str, typer.Argument(help="NAME:TAG")],
+    config: ConfigOption = None,
+    remove_files: Annotated[bool, typer.Option("--remove-files", help="Also delete its GGUF files.")] = False,
+) -> None:
+    """Forget a version (and with --remove-files its files no other version uses)."""
+    removed = _registry(config).delete(name_tag, remove_files=remove_files)
+    console.print(f"[green]Deleted[/green] {name_tag}" + (f"; removed {len(removed)} files" if removed else ""))
+
+
+# ---------------------------------------------------------------------------------------- chat / serve
+
+EndpointOption = Annotated[
+    str | None, typer.Option("--endpoint", help="An OpenAI-compatible server (llama.cpp, vLLM, LM Studio).")
+]
+
+
+@app.command()
+def chat(
+    model: Annotated[str, typer.Argument(help="Registry NAME[:TAG], an Ollama model, a .gguf path or smollm2:135m.")],
+    config: ConfigOption = None,
+    endpoint: EndpointOption = None,
+    host: Annotated[str | None, typer.Option("--host", help="Ollama address.")] = None,
+    system: Annotated[str | None, typer.Option("--system", help="System prompt (default: the analyst role).")] = None,
+) -> None:
+    """Interactive streaming chat with a model (/reset, /exit)."""
+    from equitune.data.schema import SYSTEM_PROMPT
+    from equitune.serve.factory import open_runtime
+    from equitune.serve.server import chat_loop
+
+    cfg = _load(config)
+    runtime = open_runtime(
+        model, endpoint=endpoint, ollama_host=host or cfg.export.ollama_host, registry=cfg.paths.registry
+    )
+    try:
+        chat_loop(runtime, system or SYSTEM_PROMPT)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Argument(help="Registry NAME[:TAG], a .gguf path or smollm2:135m.")],
+    config: ConfigOption = None,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
+) -> None:
+    """llama.cpp's OpenAI-compatible server on localhost for a model."""
+    from equitune.serve.factory import local_model_files
+    from equitune.serve.server import serve as run_server
+
+    cfg = _load(config)
+    model_path, lora_path = local_model_files(model, registry=cfg.paths.registry)
+    server = run_server(model_path, lora_path=lora_path, port=port, model_alias=model)
+
+    def ready(url: str) -> None:
+        console.print(f"[green]Serving[/green] {model} at {url} (OpenAI-compatible; Ctrl-C stops)")
+
+    raise typer.Exit(server.serve_forever(ready_timeout=120, on_ready=ready))
+
+
+# ---------------------------------------------------------------------------------------- evaluate
+
+
+@app.command()
+def evaluate(
+    score: Annotated[
+        Path, typer.Option("--score", help="JSONL of outputs made elsewhere: ticker, task, prompt, output per line.")
+    ],
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write one scored JSON object per line here (with every figure).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score outputs with the rubric and the numeric fact-check, no model loaded."""
+    from equitune.evaluate.scoring import score_outputs_file, summarise
+    from equitune.io import atomic_write_text
+
+    _load(config)
+    scored = score_outputs_file(score)
+    summary = summarise(scored)
+    if out is not None:
+        atomic_write_text(out, "".join(json.dumps(s.to_dict(figures=True)) + "\n" for s in scored))
+    if as_json:
+        _print_json(summary)
+        return
+    table = Table(title=f"{score}: {len(scored)} outputs scored")
+    for column in ("model", "task", "outputs", "mean score", "hallucinated", "derived wrong", "key facts"):
+        table.add_column(column, justify="left" if column in ("model", "task") else "right")
+
+    def pct(value: Any) -> str:
+        return f"{value:.1%}" if isinstance(value, (int, float)) else "n/a"
+
+    for model_name, stats in summary["models"].items():
+        for task_name, t in stats.get("tasks", {}).items():
+            table.add_row(
+                model_name,
+                task_name,
+                str(t["outputs"]),
+                f"{t['mean_score']:.1f}" if t["mean_score"] is not None else "n/a",
+                pct(t["hallucination_rate"]),
+                pct(t["derived_error_rate"]),
+                pct(t["key_fact_coverage"]),
+            )
+    console.print(table)
+    overall = summary["overall"]
+    console.print(
+        f"mean score {overall['mean_score']}; tiers {overall['tiers']}; "
+        f"{overall['derived_wrong']} derived-wrong and {overall['unsupported']} unsupported figures"
+        + (f"; per-output scores in {out}" if out else "")
     )
 
 

@@ -96,6 +96,9 @@ class PathsConfig(_Section):
     evaluation_results: Path = Field(Path("evaluation_results"), description="Evaluation runs and reports.")
     finetuning_workflow: Path = Field(Path("finetuning_workflow"), description="Workflow state and reports.")
     logs: Path = Field(Path("logs"), description="Log files (ollama_equity_research.log).")
+    registry: Path = Field(
+        Path("finetuned_models/registry.sqlite"), description="Model registry (SQLite) of every exported version."
+    )
 
 
 class MarketConfig(_Section):
@@ -165,6 +168,30 @@ class DataConfig(_Section):
         return self
 
 
+GGUFType = Literal["f16", "q8_0", "q4_K_M", "bf16", "f32"]
+
+
+class ExportConfig(_Section):
+    """Export to GGUF and Ollama."""
+
+    model_name: str = Field("equity_research_llama", description="Ollama model name; a tag (name:v2) is a version.")
+    formats: list[GGUFType] = Field(
+        default_factory=lambda: list[GGUFType](["f16"]),
+        description="Merged GGUF files to write (the first is the one registered).",
+    )
+    adapter_gguf: bool = Field(True, description="Also write the LoRA adapter alone as a GGUF adapter.")
+    mode: Literal["merged", "adapter"] = Field(
+        "merged", description="What the Modelfile uses: the merged GGUF, or FROM the base + ADAPTER."
+    )
+    verify: bool = Field(True, description="Check the GGUF files with llama.cpp against PyTorch before use.")
+    ollama_host: str = Field("http://localhost:11434", description="Ollama server address (OLLAMA_HOST overrides).")
+    num_ctx: int = Field(4096, ge=256, le=1_048_576, description="Context window written to the Modelfile.")
+    temperature: float = Field(0.2, ge=0, le=2, description="Sampling temperature written to the Modelfile.")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling written to the Modelfile.")
+    repeat_penalty: float = Field(1.1, ge=0, le=3, description="Repeat penalty written to the Modelfile.")
+    num_predict: int = Field(1024, ge=-2, le=1_048_576, description="Maximum tokens per answer (-1: no limit).")
+
+
 class EquituneConfig(_Section):
     """The whole resolved configuration."""
 
@@ -177,6 +204,7 @@ class EquituneConfig(_Section):
     valuation: ValuationAssumptions = Field(
         default_factory=ValuationAssumptions, description="Finance-engine assumptions (WACC, DCF, bands)."
     )
+    export: ExportConfig = Field(default_factory=ExportConfig, description="GGUF export and Ollama registration.")
 
 
 # ---------------------------------------------------------------------------------------- loading

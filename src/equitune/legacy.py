@@ -77,15 +77,16 @@ def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
     if args.new_data and not args.continue_training:
         parser.error("--new-data needs --continue-training")
     config = _load_or_exit(args.config)
-    if args.create_model:
-        return _not_available("Model export and Ollama creation")
     from equitune.logging_setup import setup_logging
     from equitune.train.distributed import launch_training
-    from equitune.train.pipeline import run_training
+    from equitune.train.pipeline import output_dir, run_training
 
     setup_logging(config.paths.logs)
+    if args.create_model and (output_dir(config) / "adapter" / "adapter_config.json").is_file():
+        # the original design's second call: the run is trained, export it and create the Ollama model
+        return _create_model(config, args.name)
     options = {
-        "name": args.name,
+        "name": None if args.create_model else args.name,
         "continue_training": args.continue_training,
         "new_data": args.new_data,
         "use_qlora": args.use_qlora,
@@ -97,6 +98,26 @@ def finetune_ollama_main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"Error: {exc}\n")
         return 1
     print(f"Trained {result.steps} steps; adapter in {result.adapter_dir}")
+    if args.create_model:
+        return _create_model(config, args.name)
+    return 0
+
+
+def _create_model(config: EquituneConfig, name: str | None) -> int:
+    """Export the trained run and register it with Ollama as ``name`` (default export.model_name:vN); without a
+    reachable Ollama the files are kept and the ``ollama create`` command to run later is printed (exit 0)."""
+    from equitune.export.pipeline import run_export
+
+    try:
+        result = run_export(config, model_name=name, create=True)
+    except EquituneError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    print(f"Exported {result.name_tag}: {', '.join(p.name for p in result.gguf_files)}; Modelfile {result.modelfile}")
+    if result.created:
+        print(f"Created {result.name_tag} in Ollama at {result.host}")
+    elif result.instructions:
+        print(f"Ollama is not reachable at {result.host}; to create the model later run:\n  {result.instructions}")
     return 0
 
 

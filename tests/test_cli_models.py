@@ -1,0 +1,62 @@
+"""``equitune models``, ``evaluate --score`` and ``export`` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from equitune.cli import main
+from equitune.registry import ModelRegistry, ModelVersion
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_list_show_promote_delete(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    registry = ModelRegistry(in_tmp / "finetuned_models" / "registry.sqlite")
+    for metrics in ({"val_loss_after": 1.2}, {"val_loss_after": 1.0}):
+        registry.register(ModelVersion(name="equity_research_llama", base_model="smollm2:135m", training_metrics=metrics))
+    code, out, _ = run_cli(capsys, "models", "list", "--json")
+    assert code == 0
+    assert [v["name_tag"] for v in json.loads(out)] == ["equity_research_llama:v2", "equity_research_llama:v1"]
+    assert run_cli(capsys, "models", "promote", "equity_research_llama:v1")[0] == 0
+    code, out, _ = run_cli(capsys, "models", "show", "equity_research_llama")  # a bare name: the promoted one
+    assert code == 0 and json.loads(out)["tag"] == "v1" and json.loads(out)["promoted"]
+    code, out, _ = run_cli(capsys, "models", "list")
+    assert "latest" in out and "equity_research_llama:v2" in out
+    assert run_cli(capsys, "models", "delete", "equity_research_llama:v2")[0] == 0
+    assert [v.tag for v in registry.list()] == ["v1"]
+    code, _, err = run_cli(capsys, "models", "show", "nope:v9")
+    assert code == 1 and "nope" in err
+
+
+def test_evaluate_scores_a_file_of_outputs(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(capsys, "data", "generate", "--set", "data.num_examples=12")[0] == 0
+    lines = []
+    for record in map(json.loads, (in_tmp / "training_data" / "train.jsonl").read_text().splitlines()[:4]):
+        messages = record["messages"]
+        base = {"ticker": record["ticker"], "task": record["family"], "condition": record["condition"]}
+        lines.append({**base, "prompt": messages[1]["content"], "output": messages[2]["content"], "model": "ref"})
+        lines.append({**base, "prompt": messages[1]["content"], "output": "Buy it.", "model": "terse"})
+    (in_tmp / "outs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    code, out, _ = run_cli(capsys, "evaluate", "--score", "outs.jsonl", "--out", "scored.jsonl", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["models"]["ref"]["mean_score"] >= 80 > summary["models"]["terse"]["mean_score"]
+    scored = [json.loads(x) for x in (in_tmp / "scored.jsonl").read_text().splitlines()]
+    assert len(scored) == 8
+    (in_tmp / "bad.jsonl").write_text('{"ticker": "AAPL", "task": "valuation"}\nnot json\n')
+    code, _, err = run_cli(capsys, "evaluate", "--score", "bad.jsonl")
+    assert code == 1 and "line 1" in err and "line 2" in err
+
+
+def test_export_without_a_trained_run_is_a_clear_error(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "export", "--name", "Bad Name!")
+    assert code == 1 and "name" in err.lower()
+    code, _, err = run_cli(capsys, "export")
+    assert code == 1 and "adapter" in err
