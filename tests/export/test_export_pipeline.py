@@ -64,7 +64,7 @@ def test_export_creates_the_model_in_ollama_and_records_it(project: dict[str, An
     assert result.adapter_gguf is not None and result.adapter_gguf.is_file()
     # verified: f16 exactly, base f16 + adapter exactly, q8_0 reported
     verification = json.loads((result.export_dir / "verification.json").read_text())
-    assert verification["run-f16.gguf"]["passed"] and verification["run-f16.gguf"]["min_agreement_required"] == 1.0
+    assert verification["run-f16.gguf"]["passed"] and verification["run-f16.gguf"]["min_agreement"] == 1.0
     assert verification["base-f16.gguf + adapter.gguf"]["passed"]
     assert "run-q8_0.gguf" in verification
     # the Modelfile uses the first format and Ollama's rules read it back
@@ -74,7 +74,7 @@ def test_export_creates_the_model_in_ollama_and_records_it(project: dict[str, An
     # Ollama got the GGUF blob by digest and a create naming it
     creates = ollama_server.requests_to("/api/create", "POST")
     assert len(creates) == 1
-    body = json.loads(creates[0].body)
+    body = creates[0].body
     assert body["model"] == "equity_research_llama:v1" and list(body["files"]) == ["run-f16.gguf"]
     assert body["files"]["run-f16.gguf"] in ollama_server.blobs
     # the registry holds the version, marked as created in Ollama

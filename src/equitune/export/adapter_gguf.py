@@ -248,6 +248,8 @@ def _lora_pairs(adapter: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for key, tensor in state.items():
         match = _LORA_KEY.match(key)
         if match is None:
+            if ".base_layer." in key:  # the frozen base weight PEFT saves beside LoRA on embedding layers
+                continue
             if "lora_embedding_" in key:
                 raise EquituneError(
                     f"{adapter} has LoRA on the token embeddings ({key}); the adapter GGUF route does not support "
