@@ -20,7 +20,9 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 def test_models_list_show_promote_delete(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
     registry = ModelRegistry(in_tmp / "finetuned_models" / "registry.sqlite")
     for metrics in ({"val_loss_after": 1.2}, {"val_loss_after": 1.0}):
-        registry.register(ModelVersion(name="equity_research_llama", base_model="smollm2:135m", training_metrics=metrics))
+        registry.register(
+            ModelVersion(name="equity_research_llama", base_model="smollm2:135m", training_metrics=metrics)
+        )
     code, out, _ = run_cli(capsys, "models", "list", "--json")
     assert code == 0
     assert [v["name_tag"] for v in json.loads(out)] == ["equity_research_llama:v2", "equity_research_llama:v1"]
