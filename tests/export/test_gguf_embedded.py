@@ -1,4 +1,4 @@
-"""GGUF export of an adapter on the real embedded SmolLM2-135M (slow: about a minute and a half on 2 cores)."""
+"""GGUF export of an adapter on the real embedded SmolLM2-135M (slow: about a minute on 2 cores)."""
 
 from __future__ import annotations
 

@@ -347,3 +347,16 @@ def test_a_converter_failure_shows_its_last_lines(tmp_path: Path) -> None:
     with pytest.raises(EquituneError, match=r"(?s)convert_hf_to_gguf.py failed .*NoSuchModelForCausalLM"):
         convert_to_gguf(tmp_path / "model", tmp_path / "x.gguf", "f16")
     assert not list(tmp_path.glob("*.gguf")) and not list(tmp_path.glob(".*"))
+
+
+def test_the_header_reader_agrees_with_the_gguf_package(tiny: dict[str, Any]) -> None:
+    import gguf
+
+    metadata, tensors = read_gguf_tensor_info(tiny["adapter_gguf"])
+    reader = gguf.GGUFReader(str(tiny["adapter_gguf"]))
+    assert metadata["general.type"] == "adapter" and metadata["adapter.lora.alpha"] == pytest.approx(16.0)
+    assert {
+        t.name: (tuple(int(n) for n in t.shape), int(t.tensor_type), int(t.data_offset)) for t in reader.tensors
+    } == {name: (info.shape, info.ggml_type, info.offset) for name, info in tensors.items()}
+    with pytest.raises(EquituneError, match="not a GGUF"):
+        read_gguf_tensor_info(tiny["merged"] / "config.json")

@@ -47,12 +47,15 @@ def converter_install_command() -> str:
 
 
 def converter_dir() -> Path:
-    """The folder holding ``convert_hf_to_gguf.py`` and its own ``gguf`` module: ``$EQUITUNE_CONVERTER_DIR`` when set,
-    else ``<sys.prefix>/equitune-converter``. Raises with the install command when it is missing or incomplete."""
+    """The folder holding ``convert_hf_to_gguf.py`` and its own ``gguf`` module (the ``convert-hf-to-gguf`` package,
+    or a llama.cpp checkout with ``gguf-py``): ``$EQUITUNE_CONVERTER_DIR`` when set, else
+    ``<sys.prefix>/equitune-converter``. Raises with the install command when it is missing or incomplete."""
     configured = os.environ.get(CONVERTER_ENV)
     folder = Path(configured).expanduser() if configured else Path(sys.prefix) / CONVERTER_FOLDER
     origin = f"${CONVERTER_ENV}" if configured else "the default location"
-    missing = [name for name in (CONVERTER_SCRIPT, "gguf", "conversion") if not (folder / name).exists()]
+    missing = [] if (folder / CONVERTER_SCRIPT).is_file() else [CONVERTER_SCRIPT]
+    if not (folder / "gguf").is_dir() and not (folder / "gguf-py" / "gguf").is_dir():  # package, or llama.cpp checkout
+        missing.append("gguf")
     if missing:
         raise EquituneError(
             f"llama.cpp's GGUF converter is not installed in {folder} ({origin}; missing {', '.join(missing)}). "
@@ -93,7 +96,8 @@ def convert_to_gguf(hf_dir: str | Path, out_path: str | Path, outtype: str = "f1
     ]
     env = dict(os.environ)
     # the converter's own gguf module must win over the gguf distribution in site-packages
-    env["PYTHONPATH"] = os.pathsep.join([str(folder), *filter(None, [env.get("PYTHONPATH")])])
+    own_gguf = [str(folder / "gguf-py")] if (folder / "gguf-py" / "gguf").is_dir() else []
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), *own_gguf, *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("HF_HUB_OFFLINE", "1")  # a local folder needs no network
     env.setdefault("PYTHONUNBUFFERED", "1")
     started = time.perf_counter()
