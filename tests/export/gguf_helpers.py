@@ -11,6 +11,18 @@ from typing import Any
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
+def converter_available() -> bool:
+    """Whether llama.cpp's HF -> GGUF converter is installed where equitune looks for it."""
+    from equitune.errors import EquituneError
+    from equitune.export.gguf import converter_dir
+
+    try:
+        converter_dir()
+    except EquituneError:
+        return False
+    return True
+
+
 def smollm2_tokenizer() -> Any:
     """SmolLM2-135M-Instruct's tokenizer (and chat template) from the embedded GGUF, with a pad token other than
     end-of-turn as training sets it."""

@@ -15,7 +15,6 @@ import gguf_helpers as helpers  # noqa: E402
 
 from equitune.config import EquituneConfig  # noqa: E402
 from equitune.errors import EquituneError  # noqa: E402
-from equitune.export.gguf import converter_dir  # noqa: E402
 from equitune.export.modelfile import parse_modelfile  # noqa: E402
 from equitune.export.pipeline import run_export  # noqa: E402
 from equitune.registry import ModelRegistry  # noqa: E402
@@ -24,15 +23,7 @@ from ollama_stub import closed_port_host  # noqa: E402
 pytest.importorskip("llama_cpp")
 
 
-def _converter_available() -> bool:
-    try:
-        converter_dir()
-    except EquituneError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(not _converter_available(), reason="llama.cpp's converter is not installed")
+pytestmark = pytest.mark.skipif(not helpers.converter_available(), reason="llama.cpp's converter is not installed")
 
 
 @pytest.fixture(scope="module")

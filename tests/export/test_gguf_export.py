@@ -22,7 +22,6 @@ from equitune.export.adapter_gguf import write_adapter_gguf  # noqa: E402
 from equitune.export.gguf import (  # noqa: E402
     CONVERTER_ENV,
     convert_to_gguf,
-    converter_dir,
     quantize_gguf,
     read_gguf_tensor_info,
 )
@@ -39,15 +38,7 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("peft")
 
 
-def _converter_available() -> bool:
-    try:
-        converter_dir()
-    except EquituneError:
-        return False
-    return True
-
-
-needs_converter = pytest.mark.skipif(not _converter_available(), reason="llama.cpp's converter is not installed")
+needs_converter = pytest.mark.skipif(not helpers.converter_available(), reason="llama.cpp's converter is not installed")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,7 @@ def tokenizer() -> Any:
 @pytest.fixture(scope="module")
 def tiny(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One tiny base, a random adapter, the merged model and the f16 GGUFs every test below reads (built once)."""
-    if not _converter_available():
+    if not helpers.converter_available():
         pytest.skip("llama.cpp's converter is not installed")
     root = tmp_path_factory.mktemp("tiny_export")
     base = helpers.tiny_llama(tokenizer)
