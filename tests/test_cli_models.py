@@ -48,10 +48,15 @@ def test_evaluate_scores_a_file_of_outputs(in_tmp: Path, capsys: pytest.CaptureF
     (in_tmp / "outs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     code, out, _ = run_cli(capsys, "evaluate", "--score", "outs.jsonl", "--out", "scored.jsonl", "--json")
     assert code == 0
-    summary = json.loads(out)
-    assert summary["models"]["ref"]["mean_score"] >= 80 > summary["models"]["terse"]["mean_score"]
+    results = json.loads(out)
+    summary = {m["name"]: m["summary"] for m in results["models"]}
+    assert summary["ref"]["mean_score"] >= 80 > summary["terse"]["mean_score"]
+    assert results["mode"] == "score" and all(m["generation"] is None for m in results["models"])
     scored = [json.loads(x) for x in (in_tmp / "scored.jsonl").read_text().splitlines()]
     assert len(scored) == 8
+    folder = in_tmp / "evaluation_results" / results["run"]
+    assert {p.name for p in folder.iterdir()} >= {"results.json", "summary.md", "report.html"}
+    assert len(json.loads((folder / "results.json").read_text())["outputs"]) == 8
     (in_tmp / "bad.jsonl").write_text('{"ticker": "AAPL", "task": "valuation"}\nnot json\n')
     code, _, err = run_cli(capsys, "evaluate", "--score", "bad.jsonl")
     assert code == 1 and "line 1" in err and "line 2" in err
@@ -62,3 +67,33 @@ def test_export_without_a_trained_run_is_a_clear_error(in_tmp: Path, capsys: pyt
     assert code == 1 and "name" in err.lower()
     code, _, err = run_cli(capsys, "export")
     assert code == 1 and "adapter" in err
+
+
+def test_monitor_exit_codes_and_alert(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import random
+
+    from equitune.config import EquituneConfig
+    from equitune.data.families import get_family
+    from equitune.evaluate.monitor import log_production_output
+    from equitune.evaluate.scoring import ContextSource
+
+    source = ContextSource.from_config(EquituneConfig())
+    prompt, answer = get_family("valuation").render(source.get("AAPL"), random.Random(0))
+    log_production_output(ticker="AAPL", task="valuation", prompt=prompt, output=answer, model="prod", contexts=source)
+    code, out, _ = run_cli(capsys, "monitor", "--since", "1d", "--threshold", "65", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["outputs"] == 1 and result["mean_score"] >= 80 and result["alert"] is None
+    log_production_output(
+        ticker="AAPL",
+        task="valuation",
+        prompt=prompt,
+        output="Apple is worth $999 a share. Buy.",
+        model="prod",
+        contexts=source,
+    )
+    code, out, _ = run_cli(capsys, "monitor", "--threshold", "95")
+    assert code == 1 and "below" in out.lower()
+    alerts = (in_tmp / "evaluation_results" / "monitoring" / "alerts.jsonl").read_text().splitlines()
+    assert len(alerts) == 1 and json.loads(alerts[0])["threshold"] == 95
+    code, _, err = run_cli(capsys, "monitor", "--since", "yesterday")
+    assert code == 2 and "yesterday" in err

@@ -505,52 +505,173 @@ def serve(
 
 @app.command()
 def evaluate(
-    score: Annotated[
-        Path, typer.Option("--score", help="JSONL of outputs made elsewhere: ticker, task, prompt, output per line.")
-    ],
-    config: ConfigOption = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write one scored JSON object per line here (with every figure).")
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="Models: registry name[:tag], .gguf path, smollm2:135m, or an Ollama name."),
     ] = None,
+    benchmark: Annotated[
+        bool, typer.Option("--benchmark", help="The (one) model against its base on the same prompts.")
+    ] = False,
+    compare: Annotated[bool, typer.Option("--compare", help="A table of all the given models.")] = False,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Baseline of --benchmark (default: the model's own base).")
+    ] = None,
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", help="Prompt file (JSONL or text) instead of the held-out set.")
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option("--samples", min=1, help="Sampled answers per prompt (default: 1, greedy).")
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="Also score the answers with this model as a judge.")
+    ] = None,
+    score: Annotated[
+        Path | None,
+        typer.Option("--score", help="JSONL of outputs made elsewhere: ticker, task, prompt, output per line."),
+    ] = None,
+    run_name: Annotated[str | None, typer.Option("--run", help="Name of the results folder.")] = None,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="With --score: also write one scored JSON object per line here."),
+    ] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Score outputs with the rubric and the numeric fact-check, no model loaded."""
-    from equitune.evaluate.scoring import score_outputs_file, summarise
+    """Score models on held-out prompts (rubric + numeric fact-check); benchmark, compare, or score a file."""
+    cfg = _load(config, sets)
+    names = list(models or [])
+    if score is not None:
+        if names or benchmark or compare:
+            raise ConfigError("--score scores a file of outputs; give no model, --benchmark or --compare with it")
+        _score_file(cfg, score, out, run_name, as_json)
+        return
+    if not names:
+        raise ConfigError("name a model to evaluate (or --score FILE); e.g. equitune evaluate smollm2:135m")
+    if benchmark and len(names) != 1:
+        raise ConfigError(f"--benchmark compares one model with its base; got {len(names)} models")
+    if compare and len(names) < 2:
+        raise ConfigError("--compare needs at least two models")
+    from equitune.evaluate.benchmark import evaluate_models, model_entry, run_benchmark
+
+    if benchmark:
+        run = run_benchmark(
+            cfg,
+            names[0],
+            baseline=baseline,
+            prompts_file=prompts,
+            samples=samples,
+            judge=judge,
+            run_name=run_name,
+            progress=not no_progress,
+        )
+    else:
+        run = evaluate_models(
+            cfg,
+            [model_entry(cfg, n) for n in names],
+            mode="compare" if compare else "evaluate",
+            prompts_file=prompts,
+            samples=samples,
+            judge=judge,
+            run_name=run_name,
+            progress=not no_progress,
+        )
+    _print_evaluation(run, as_json)
+
+
+def _score_file(cfg: Any, score: Path, out: Path | None, run_name: str | None, as_json: bool) -> None:
+    from equitune.evaluate.benchmark import score_file_results
     from equitune.io import atomic_write_text
 
-    _load(config)
-    scored = score_outputs_file(score)
-    summary = summarise(scored)
+    run = score_file_results(cfg, score, run_name=run_name)
     if out is not None:
-        atomic_write_text(out, "".join(json.dumps(s.to_dict(figures=True)) + "\n" for s in scored))
+        lines = []
+        for answer in run.answers:
+            record = {"id": answer.prompt.id, "model": answer.model, "ticker": answer.prompt.ticker}
+            lines.append(json.dumps({**record, **answer.score.to_dict(figures=True)}) + "\n")
+        atomic_write_text(out, "".join(lines))
+    _print_evaluation(run, as_json)
+
+
+CATEGORY_NAMES = ("financial_accuracy", "investment_reasoning", "technical_depth", "structure_quality")
+
+
+def _print_evaluation(run: Any, as_json: bool) -> None:
+    results = run.results
     if as_json:
-        _print_json(summary)
+        _print_json({k: v for k, v in results.items() if k not in ("outputs", "prompts")})
         return
-    table = Table(title=f"{score}: {len(scored)} outputs scored")
-    for column in ("model", "task", "outputs", "mean score", "hallucinated", "derived wrong", "key facts"):
-        table.add_column(column, justify="left" if column in ("model", "task") else "right")
 
-    def pct(value: Any) -> str:
-        return f"{value:.1%}" if isinstance(value, (int, float)) else "n/a"
+    def num(value: Any, fmt: str = "{:.1f}") -> str:
+        return fmt.format(value) if isinstance(value, (int, float)) else "n/a"
 
-    for model_name, stats in summary["models"].items():
-        for task_name, t in stats.get("tasks", {}).items():
-            table.add_row(
-                model_name,
-                task_name,
-                str(t["outputs"]),
-                f"{t['mean_score']:.1f}" if t["mean_score"] is not None else "n/a",
-                pct(t["hallucination_rate"]),
-                pct(t["derived_error_rate"]),
-                pct(t["key_fact_coverage"]),
-            )
+    source = results["settings"]["prompts_source"]
+    table = Table(title=f"{results['mode']}: {len(results['prompts'])} prompts ({source})")
+    columns = ("model", "runtime", "score", "tier", "fin.acc", "reason", "depth", "struct")
+    for column in (*columns, "halluc.", "derived err", "key facts", "tok/s"):
+        table.add_column(column, justify="left" if column in ("model", "runtime", "tier") else "right")
+    for model in results["models"]:
+        s = model["summary"]
+        cats = s["categories"]
+        table.add_row(
+            model["name"],
+            model["runtime"],
+            num(s["mean_score"]),
+            str(s["tier"]),
+            *(num(cats[c]) for c in CATEGORY_NAMES),
+            num(s["hallucination_rate"], "{:.1%}"),
+            num(s["derived_error_rate"], "{:.1%}"),
+            num(s["key_fact_coverage"], "{:.1%}"),
+            num((model["generation"] or {}).get("tokens_per_s")),
+        )
     console.print(table)
-    overall = summary["overall"]
-    console.print(
-        f"mean score {overall['mean_score']}; tiers {overall['tiers']}; "
-        f"{overall['derived_wrong']} derived-wrong and {overall['unsupported']} unsupported figures"
-        + (f"; per-output scores in {out}" if out else "")
-    )
+    comparison = results.get("comparison")
+    if comparison:
+        console.print(
+            f"{comparison['candidate']} vs {comparison['baseline']}: mean delta {comparison['mean_delta']:+.2f} points "
+            f"({comparison['confidence']:.0%} CI {comparison['ci_low']:+.2f} to {comparison['ci_high']:+.2f}), "
+            f"win rate {comparison['win_rate']:.0%} ({comparison['wins']} wins, {comparison['losses']} losses, "
+            f"{comparison['ties']} ties over {comparison['prompts']} prompts)"
+        )
+    judged = results.get("judge")
+    if judged:
+        console.print(f"judge {judged['model']}: {judged['summary']} ({judged['parse_failures']} unusable replies)")
+    if run.out_dir is not None:
+        console.print(f"results: {run.out_dir} (results.json, summary.md, report.html)")
+
+
+@app.command()
+def monitor(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Window of logged reports to score, e.g. 12h, 1d, 7d.")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Alert below this mean score (default monitoring.threshold).")
+    ] = None,
+    config: ConfigOption = None,
+    sets: SetOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score recently logged production reports; below the threshold raise a retraining alert and exit 1.
+
+    Exit codes: 0 at or above the threshold (or nothing logged in the window), 1 below it, 2 bad input."""
+    from equitune.errors import DataError
+    from equitune.evaluate.monitor import monitor as run_monitor
+
+    cfg = _load(config, sets)
+    try:
+        result, alert = run_monitor(cfg, since=since, threshold=threshold)
+    except (DataError, ConfigError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        _print_json({**result.to_dict(), "alert": alert})
+    else:
+        console.print(result.message, highlight=False)
+        if alert is not None:
+            console.print(f"retraining alert written to {cfg.monitoring.alerts_file}", highlight=False)
+    raise typer.Exit(1 if result.below_threshold else 0)
 
 
 # ---------------------------------------------------------------------------------------- entry

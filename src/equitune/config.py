@@ -19,6 +19,7 @@ import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from equitune.errors import ConfigError
+from equitune.evaluate.weights import RubricWeights
 from equitune.finance.assumptions import ValuationAssumptions
 from equitune.io import atomic_write_text
 
@@ -192,6 +193,75 @@ class ExportConfig(_Section):
     num_predict: int = Field(1024, ge=-2, le=1_048_576, description="Maximum tokens per answer (-1: no limit).")
 
 
+def _all_families() -> list[str]:
+    from equitune.data.families import FAMILY_IDS
+
+    return list(FAMILY_IDS)
+
+
+class EvaluationConfig(_Section):
+    """Evaluation: the rubric's weights, the held-out prompts, decoding and the statistics of a benchmark."""
+
+    weights: RubricWeights = Field(default_factory=RubricWeights, description="Rubric category weights (sum to 1).")
+    families: list[str] = Field(
+        default_factory=_all_families, description="Task families of the default prompts (test-split companies)."
+    )
+    conditions: list[str] = Field(
+        default_factory=lambda: ["base"], description="Market conditions of the default prompts."
+    )
+    max_prompts: int | None = Field(
+        None, ge=1, description="Use at most N default prompts, spread over families (null = all)."
+    )
+    max_tokens: int = Field(768, ge=16, le=32768, description="Longest answer generated per prompt (tokens).")
+    temperature: float = Field(
+        0.0, ge=0, le=2, description="0 = greedy; --samples k > 1 samples at this temperature (0.7 if 0)."
+    )
+    samples: int = Field(1, ge=1, le=100, description="Answers per prompt and model (1 = one greedy answer).")
+    seed: int = Field(0, ge=0, description="Seed of sampled decoding and of the bootstrap.")
+    bootstrap_resamples: int = Field(10000, ge=100, le=1_000_000, description="Bootstrap resamples of the mean delta.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the bootstrap interval.")
+    runtime: Literal["auto", "llama.cpp", "ollama"] = Field(
+        "auto", description="Where models run: Ollama when it serves them, else llama.cpp (auto)."
+    )
+    n_ctx: int = Field(4096, ge=256, le=1_048_576, description="Context window for llama.cpp generation.")
+    judge: str | None = Field(None, description="Model that also scores answers as a judge (null = off).")
+
+    @model_validator(mode="after")
+    def _known(self) -> EvaluationConfig:
+        from equitune.data.families import FAMILY_IDS
+        from equitune.finance.conditions import CONDITIONS
+
+        unknown = [c for c in self.conditions if c not in CONDITIONS]
+        if unknown:
+            raise ValueError(f"unknown conditions {unknown}; valid: {', '.join(CONDITIONS)}")
+        strange = [f for f in self.families if f not in FAMILY_IDS]
+        if strange:
+            raise ValueError(f"unknown families {strange}; valid: {', '.join(FAMILY_IDS)}")
+        if not self.families or not self.conditions:
+            raise ValueError("evaluation.families and evaluation.conditions must not be empty")
+        return self
+
+
+class MonitoringConfig(_Section):
+    """Production monitoring: where generated reports are logged, and what happens when quality drops."""
+
+    log_file: Path = Field(
+        Path("logs/production_outputs.jsonl"), description="JSONL log of reports generated in production."
+    )
+    scores_file: Path = Field(
+        Path("evaluation_results/monitoring/daily_scores.jsonl"), description="One line per monitored day."
+    )
+    alerts_file: Path = Field(
+        Path("evaluation_results/monitoring/alerts.jsonl"), description="One line per retraining alert."
+    )
+    threshold: float = Field(65.0, ge=0, le=100, description="Alert when the mean score falls below this.")
+    since: str = Field("1d", description="Default window of `equitune monitor` (e.g. 12h, 1d, 7d).")
+    alert_command: str | None = Field(
+        None, description="Shell command run on an alert (the alert JSON on stdin; null = none)."
+    )
+    alert_webhook: str | None = Field(None, description="URL the alert JSON is POSTed to (null = none).")
+
+
 class EquituneConfig(_Section):
     """The whole resolved configuration."""
 
@@ -205,6 +275,8 @@ class EquituneConfig(_Section):
         default_factory=ValuationAssumptions, description="Finance-engine assumptions (WACC, DCF, bands)."
     )
     export: ExportConfig = Field(default_factory=ExportConfig, description="GGUF export and Ollama registration.")
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig, description="Evaluation and benchmarks.")
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig, description="Production monitoring.")
 
 
 # ---------------------------------------------------------------------------------------- loading

@@ -124,13 +124,33 @@ def _create_model(config: EquituneConfig, name: str | None) -> int:
 def evaluate_model_main(argv: Sequence[str] | None = None) -> int:
     """``python evaluate_model.py MODEL...``: score models on held-out equity-research prompts."""
     parser = argparse.ArgumentParser(prog="evaluate_model.py", description=evaluate_model_main.__doc__)
-    parser.add_argument("models", nargs="+", help="model names (Ollama names or registry entries)")
+    parser.add_argument("models", nargs="+", help="model names (registry name[:tag], Ollama names, .gguf files)")
     parser.add_argument("--benchmark", action="store_true", help="compare the fine-tuned model with its base")
     parser.add_argument("--compare", action="store_true", help="table of all the given models")
+    parser.add_argument("--baseline", help="baseline of --benchmark (default: the model's own base)")
+    parser.add_argument("--prompts", type=Path, help="prompt file (JSONL or text) instead of the held-out set")
+    parser.add_argument("--samples", type=int, help="sampled answers per prompt (default 1, greedy)")
+    parser.add_argument("--judge", help="also score the answers with this model as a judge")
+    parser.add_argument("--run", help="name of the results folder under evaluation_results/")
     parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    _load_or_exit(args.config)
-    return _not_available("Evaluation")
+    from equitune.cli import main
+
+    forwarded = ["evaluate", *args.models]
+    switches = {"--benchmark": args.benchmark, "--compare": args.compare, "--no-progress": args.no_progress}
+    forwarded += [flag for flag, on in switches.items() if on]
+    for flag, value in (
+        ("--baseline", args.baseline),
+        ("--prompts", args.prompts),
+        ("--samples", args.samples),
+        ("--judge", args.judge),
+        ("--run", args.run),
+        ("--config", args.config),
+    ):
+        if value is not None:
+            forwarded += [flag, str(value)]
+    return main(forwarded)
 
 
 def run_complete_finetuning_main(argv: Sequence[str] | None = None) -> int:
