@@ -19,25 +19,39 @@ _LAZY = {
     "get_provider": "equitune.market.base",
     "analyze_company": "equitune.finance.analysis",
     "ValuationAssumptions": "equitune.finance.assumptions",
+    "EquityResearchEvaluator": "equitune.evaluate.benchmark",
+    "EnhancedEquityResearchGenerator": "equitune.report.generator",
+    "evaluate_recent_outputs": "equitune.evaluate.monitor",
+    "trigger_retraining_alert": "equitune.evaluate.monitor",
+    "run_workflow": "equitune.pipeline",
 }
 __all__ = [
     "Company",
+    "EnhancedEquityResearchGenerator",
+    "EquityResearchEvaluator",
     "EquityResearchTrainingDataGenerator",
     "EquituneConfig",
     "ValuationAssumptions",
     "__version__",
     "analyze_company",
     "get_provider",
+    "evaluate_recent_outputs",
     "load_config",
+    "run_workflow",
+    "trigger_retraining_alert",
 ]
 
 if TYPE_CHECKING:
     from equitune.config import EquituneConfig, load_config
     from equitune.data.generator import EquityResearchTrainingDataGenerator
+    from equitune.evaluate.benchmark import EquityResearchEvaluator
+    from equitune.evaluate.monitor import evaluate_recent_outputs, trigger_retraining_alert
     from equitune.finance.analysis import analyze_company
     from equitune.finance.assumptions import ValuationAssumptions
     from equitune.market.base import get_provider
     from equitune.market.models import Company
+    from equitune.pipeline import run_workflow
+    from equitune.report.generator import EnhancedEquityResearchGenerator
 
 
 def __getattr__(name: str) -> Any:

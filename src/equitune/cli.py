@@ -530,6 +530,9 @@ def evaluate(
         typer.Option("--score", help="JSONL of outputs made elsewhere: ticker, task, prompt, output per line."),
     ] = None,
     run_name: Annotated[str | None, typer.Option("--run", help="Name of the results folder.")] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="OpenAI-compatible server that serves the models (its /v1 URL).")
+    ] = None,
     config: ConfigOption = None,
     sets: SetOption = None,
     out: Annotated[
@@ -543,10 +546,31 @@ def evaluate(
     cfg = _load(config, sets)
     names = list(models or [])
     if score is not None:
-        if names or benchmark or compare:
-            raise ConfigError("--score scores a file of outputs; give no model, --benchmark or --compare with it")
+        given = {
+            "a model": bool(names),
+            "--benchmark": benchmark,
+            "--compare": compare,
+            "--baseline": baseline,
+            "--prompts": prompts,
+            "--samples": samples,
+            "--judge": judge,
+            "--endpoint": endpoint,
+        }
+        clashing = [flag for flag, value in given.items() if value]
+        if clashing:
+            raise ConfigError(
+                f"--score scores a file of outputs made elsewhere; {', '.join(clashing)} cannot go with it"
+            )
         _score_file(cfg, score, out, run_name, as_json)
         return
+    if out is not None:
+        raise ConfigError("--out writes per-output scores of --score; evaluations write to evaluation_results/<run>/")
+    if baseline is not None and not benchmark:
+        raise ConfigError("--baseline is the baseline of --benchmark; add --benchmark or drop --baseline")
+    if endpoint and benchmark and baseline is None:
+        raise ConfigError(
+            "with --endpoint every model is asked of that one server; name the base it serves with --baseline"
+        )
     if not names:
         raise ConfigError("name a model to evaluate (or --score FILE); e.g. equitune evaluate smollm2:135m")
     if benchmark and len(names) != 1:
@@ -564,6 +588,7 @@ def evaluate(
             samples=samples,
             judge=judge,
             run_name=run_name,
+            endpoint=endpoint,
             progress=not no_progress,
         )
     else:
@@ -575,6 +600,7 @@ def evaluate(
             samples=samples,
             judge=judge,
             run_name=run_name,
+            endpoint=endpoint,
             progress=not no_progress,
         )
     _print_evaluation(run, as_json)
@@ -588,16 +614,15 @@ def _score_file(cfg: Any, score: Path, out: Path | None, run_name: str | None, a
     if out is not None:
         lines = []
         for answer in run.answers:
-            record = {"id": answer.prompt.id, "model": answer.model, "ticker": answer.prompt.ticker}
+            record = {"id": answer.record_id, "model": answer.model, "ticker": answer.prompt.ticker}
             lines.append(json.dumps({**record, **answer.score.to_dict(figures=True)}) + "\n")
         atomic_write_text(out, "".join(lines))
     _print_evaluation(run, as_json)
 
 
-CATEGORY_NAMES = ("financial_accuracy", "investment_reasoning", "technical_depth", "structure_quality")
-
-
 def _print_evaluation(run: Any, as_json: bool) -> None:
+    from equitune.evaluate.weights import CATEGORIES
+
     results = run.results
     if as_json:
         _print_json({k: v for k, v in results.items() if k not in ("outputs", "prompts")})
@@ -619,7 +644,7 @@ def _print_evaluation(run: Any, as_json: bool) -> None:
             model["runtime"],
             num(s["mean_score"]),
             str(s["tier"]),
-            *(num(cats[c]) for c in CATEGORY_NAMES),
+            *(num(cats[c]) for c in CATEGORIES),
             num(s["hallucination_rate"], "{:.1%}"),
             num(s["derived_error_rate"], "{:.1%}"),
             num(s["key_fact_coverage"], "{:.1%}"),
@@ -659,10 +684,10 @@ def monitor(
     from equitune.errors import DataError
     from equitune.evaluate.monitor import monitor as run_monitor
 
-    cfg = _load(config, sets)
     try:
+        cfg = _load(config, sets)
         result, alert = run_monitor(cfg, since=since, threshold=threshold)
-    except (DataError, ConfigError) as exc:
+    except (DataError, ConfigError, OSError, UnicodeDecodeError) as exc:  # bad input, not a low score: exit 2
         err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
@@ -672,6 +697,18 @@ def monitor(
         if alert is not None:
             console.print(f"retraining alert written to {cfg.monitoring.alerts_file}", highlight=False)
     raise typer.Exit(1 if result.below_threshold else 0)
+
+
+def _register_commands() -> None:
+    """Commands defined beside their stage: ``equitune run`` (the workflow) and ``equitune report``."""
+    from equitune.cli_report import register as register_report
+    from equitune.cli_workflow import register as register_workflow
+
+    register_workflow(app)
+    register_report(app)
+
+
+_register_commands()
 
 
 # ---------------------------------------------------------------------------------------- entry

@@ -216,6 +216,9 @@ class EvaluationConfig(_Section):
     temperature: float = Field(
         0.0, ge=0, le=2, description="0 = greedy; --samples k > 1 samples at this temperature (0.7 if 0)."
     )
+    repeat_penalty: float = Field(
+        1.1, ge=0, le=3, description="Repeat penalty while generating (1.0 = none; the Modelfile's default is 1.1)."
+    )
     samples: int = Field(1, ge=1, le=100, description="Answers per prompt and model (1 = one greedy answer).")
     seed: int = Field(0, ge=0, description="Seed of sampled decoding and of the bootstrap.")
     bootstrap_resamples: int = Field(10000, ge=100, le=1_000_000, description="Bootstrap resamples of the mean delta.")

@@ -1,32 +1,18 @@
 """The original design's four scripts, as thin argument parsers over equitune's functions.
 
-Stages not built yet say so and exit with status 2, after checking their flags, so scripts written
-against the original interface fail loudly rather than silently doing something else.
+Each keeps the original flags and calls the same functions as the ``equitune`` command: a script written against
+the original interface runs the same stage, and an unknown flag is an error (exit 2) rather than ignored.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from equitune.config import EquituneConfig
 from equitune.errors import EquituneError
-
-NOT_YET = 2
-
-
-def _not_available(stage: str) -> int:
-    sys.stderr.write(f"{stage} is not available in equitune {_version()} yet; see README.md for what is.\n")
-    return NOT_YET
-
-
-def _version() -> str:
-    from equitune import __version__
-
-    return __version__
 
 
 def create_training_data_main(argv: Sequence[str] | None = None) -> int:
@@ -154,24 +140,11 @@ def evaluate_model_main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_complete_finetuning_main(argv: Sequence[str] | None = None) -> int:
-    """``python run_complete_finetuning.py``: the whole workflow; ``--validate-only`` checks the set-up."""
-    parser = argparse.ArgumentParser(
-        prog="run_complete_finetuning.py", description=run_complete_finetuning_main.__doc__
-    )
-    parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
-    parser.add_argument("--validate-only", action="store_true", help="check packages, disk, RAM and config")
-    args = parser.parse_args(argv)
-    config = _load_or_exit(args.config)
-    if args.validate_only:
-        free_gb = shutil.disk_usage(Path.cwd()).free / 1e9
-        print(f"[ok] configuration valid (base model {config.model_selection.base_model})")
-        print(f"[ok] free disk space {free_gb:.1f} GB")
-        from equitune.market.service import load_universe, provider_from_config
+    """``python run_complete_finetuning.py``: the whole workflow (``equitune run``); ``--validate-only`` checks the
+    set-up and prints a checklist."""
+    from equitune.pipeline import workflow_main
 
-        universe = load_universe(provider_from_config(config.market))
-        print(f"[ok] market data: {len(universe)} companies from provider '{config.market.provider}'")
-        return 0
-    return _not_available("The complete workflow")
+    return workflow_main(argv)
 
 
 def _load_or_exit(path: Path | None) -> EquituneConfig:

@@ -18,6 +18,7 @@ from equitune.evaluate.benchmark import (
     ModelEntry,
     bootstrap_ci,
     evaluate_models,
+    fresh_run_name,
     paired_comparison,
     parse_judgement,
     run_benchmark,
@@ -73,7 +74,10 @@ def reference_answers(prompts: Sequence[EvalPrompt]) -> dict[str, str]:
 # -------------------------------------------------------------------------------------------------- prompts
 
 
-def test_default_prompts_are_test_split_companies_in_every_family(contexts: ContextSource) -> None:
+def test_default_prompts_are_test_split_companies_in_every_family(
+    contexts: ContextSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no generated data here: the split comes from the configuration
     config = EquituneConfig()
     prompts = default_prompts(config, contexts=contexts)
     generator = EquityResearchTrainingDataGenerator(config)
@@ -320,3 +324,107 @@ def test_benchmark_needs_candidate_and_baseline(config: EquituneConfig) -> None:
         evaluate_models(config, [ModelEntry("a", "a")], mode="benchmark", write=False)
     with pytest.raises(EvaluationError, match="twice"):
         evaluate_models(config, [ModelEntry("a", "a"), ModelEntry("a", "b")], write=False)
+
+
+@pytest.mark.slow
+def test_evaluate_the_embedded_model_with_llama_cpp(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("llama_cpp")
+    from equitune.cli import main
+
+    args = ["--set", "evaluation.max_prompts=2", "--set", "evaluation.max_tokens=48", "--no-progress", "--json"]
+    code = main(["evaluate", "smollm2:135m", *args])
+    results = json.loads(capsys.readouterr().out)
+    assert code == 0
+    (model,) = results["models"]
+    assert model["runtime"] == "llama.cpp" and model["generation"]["outputs"] == 2
+    assert model["generation"]["completion_tokens"] > 0 and model["generation"]["tokens_per_s"] > 0
+    assert (in_tmp / "evaluation_results" / results["run"] / "report.html").is_file()
+
+
+def test_held_out_companies_follow_the_generated_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, contexts: ContextSource
+) -> None:
+    """Data generated with another seed has other test companies; the prompts follow what the data recorded."""
+    monkeypatch.chdir(tmp_path)
+    config = EquituneConfig.model_validate({"data": {"seed": 7, "num_examples": 30}})
+    generator = EquityResearchTrainingDataGenerator(config)
+    generator.generate_dynamic_training_examples(30)
+    generator.save()
+    recorded = json.loads((tmp_path / "training_data" / "stats.json").read_text())["companies"]["test"]
+    default_seed = EquituneConfig()  # seed 42: alone it would give another split
+    from equitune.data.generator import split_companies
+
+    by_seed_42 = sorted(t for t, part in split_companies(contexts.tickers(), 42, 0.8, 0.1).items() if part == "test")
+    assert sorted(recorded) != by_seed_42
+    assert held_out_tickers(default_seed, contexts.tickers()) == sorted(recorded)
+    (tmp_path / "training_data" / "stats.json").write_text('{"companies": {"test": "AAPL"}}')
+    with pytest.raises(DataError, match="companies.test"):
+        held_out_tickers(default_seed, contexts.tickers())
+
+
+def test_explicit_prompt_ids_are_kept(tmp_path: Path, contexts: ContextSource) -> None:
+    file = tmp_path / "p.jsonl"
+    file.write_text(
+        json.dumps({"ticker": "AAPL", "task": "valuation", "prompt": "a"})
+        + "\n"
+        + json.dumps({"ticker": "AAPL", "task": "valuation", "prompt": "b", "id": "AAPL-valuation-base"})
+        + "\n"
+    )
+    got = load_prompts(file, EquituneConfig(), contexts=contexts)
+    assert [(p.id, p.prompt) for p in got] == [("AAPL-valuation-base-2", "a"), ("AAPL-valuation-base", "b")]
+
+
+def test_judge_needs_both_orders(config: EquituneConfig, contexts: ContextSource) -> None:
+    prompts = default_prompts(config, contexts=contexts)[:2]
+    replies = iter(
+        [
+            '{"answer_1": {"financial_accuracy": 80, "investment_reasoning": 80, "technical_depth": 80, '
+            '"structure_quality": 80}, "answer_2": {"financial_accuracy": 40, "investment_reasoning": 40, '
+            '"technical_depth": 40, "structure_quality": 40}}',
+            "I cannot score these.",
+        ]
+        * 2
+    )
+    same = ScriptedRuntime("a", lambda _: "Rating: Hold.")
+    run = evaluate_models(
+        config,
+        [ModelEntry("a", "a", "candidate"), ModelEntry("b", "b", "baseline")],
+        mode="benchmark",
+        prompts=prompts,
+        contexts=contexts,
+        opener=lambda e: same,
+        judge="judge",
+        judge_opener=lambda name: ScriptedRuntime(name, lambda _: next(replies)),
+        write=False,
+        record=False,
+        progress=False,
+    )
+    judged = run.results["judge"]
+    assert all(s["score"] is None for s in judged["scores"])  # one order alone is no score
+    assert judged["summary"] == {"a": None, "b": None} and judged["prompts_scored"] == 0
+    assert judged["parse_failures"] == 2
+
+
+def test_run_folders_are_never_overwritten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = EquituneConfig()
+    (tmp_path / "evaluation_results" / "mine").mkdir(parents=True)
+    (tmp_path / "evaluation_results" / "auto").mkdir()
+    with pytest.raises(EvaluationError, match="already exists"):
+        fresh_run_name(config, "mine", "auto", None)
+    with pytest.raises(EvaluationError, match="letters"):
+        fresh_run_name(config, "../x", "auto", None)
+    assert fresh_run_name(config, None, "auto", None) == "auto-2"
+    assert fresh_run_name(config, "new", "auto", None) == "new"
+
+
+def test_score_refuses_generation_flags(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from equitune.cli import main
+
+    (in_tmp / "o.jsonl").write_text("{}\n")
+    assert main(["evaluate", "--score", "o.jsonl", "--judge", "m"]) == 1
+    assert "--judge" in capsys.readouterr().err
+    assert main(["evaluate", "m", "--baseline", "b"]) == 1
+    assert "--benchmark" in capsys.readouterr().err
+    assert main(["evaluate", "m", "--benchmark", "--endpoint", "http://127.0.0.1:9/v1"]) == 1
+    assert "--baseline" in capsys.readouterr().err

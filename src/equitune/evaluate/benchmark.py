@@ -16,8 +16,11 @@ One recipe for every mode:
    summary.md and report.html, and record the scores in the model registry for registry versions.
 
 The baseline of a benchmark defaults to the candidate's own base model at the same precision: for a registry
-version with a recorded base GGUF (the f16 base the export wrote), that file; otherwise the configured base
-model. Comparing an f16 fine-tune against a 4-bit base would credit the fine-tune with the precision.
+version with a recorded base GGUF (the f16 base the export wrote from the same dequantised weights the adapter
+was trained on), that file; otherwise the version's base model by name (or the configured base model for a
+model outside the registry). Comparing an f16 fine-tune against a 4-bit base would credit the fine-tune with
+the precision; when a version is served at another precision than its recorded base (q8_0 or q4_K_M first in
+``export.formats``), a warning says so.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Answer:
     prompt_tokens: int | None = None
     seconds: float | None = None
     finish_reason: str | None = None
+    record_id: str | None = None  # a scored file's own line id (--score), kept for joining back to the input
 
     def to_dict(self) -> dict[str, Any]:
         rubric = self.score.to_dict(figures=False)
@@ -254,14 +258,18 @@ def summarise_scores(scores: list[RubricScore]) -> dict[str, Any]:
 
 def generation_options(config: EquituneConfig, sample: int, samples: int) -> Any:
     """Greedy for one sample; with several, sampling at ``evaluation.temperature`` (0.7 when that is 0) and a
-    seed per sample so a rerun draws the same answers."""
+    seed per sample so a rerun draws the same answers. Both apply ``evaluation.repeat_penalty``, the Modelfile's
+    default, so a model is judged as it is served (plain greedy decoding sends small models into loops)."""
     from equitune.serve.runtime import GenerationOptions
 
     ev = config.evaluation
+    penalty = ev.repeat_penalty
     if samples <= 1 and ev.temperature == 0:
-        return GenerationOptions(max_tokens=ev.max_tokens, temperature=0.0, seed=ev.seed)
+        return GenerationOptions(max_tokens=ev.max_tokens, temperature=0.0, seed=ev.seed, repeat_penalty=penalty)
     temperature = ev.temperature if ev.temperature > 0 else 0.7
-    return GenerationOptions(max_tokens=ev.max_tokens, temperature=temperature, top_p=0.95, seed=ev.seed + sample)
+    return GenerationOptions(
+        max_tokens=ev.max_tokens, temperature=temperature, top_p=0.95, seed=ev.seed + sample, repeat_penalty=penalty
+    )
 
 
 def generate_answers(
@@ -309,7 +317,8 @@ def generate_answers(
             advance()
     seconds = float(totals["seconds"])
     totals["seconds"] = round(seconds, 3)
-    totals["tokens_per_s"] = round(totals["completion_tokens"] / seconds, 2) if seconds > 0 else None
+    known = seconds > 0 and totals["completion_tokens"] > 0  # a runtime that reports no usage gives no rate
+    totals["tokens_per_s"] = round(totals["completion_tokens"] / seconds, 2) if known else None
     return answers, totals
 
 
@@ -372,16 +381,22 @@ def judge_prompt(prompt: EvalPrompt, answers: Sequence[str]) -> str:
     return "\n\n".join(parts)
 
 
-_JSON_OBJECT = re.compile(r"\{.*\}", re.S)
+def _first_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` that has an ``answer_1`` key (replies often wrap JSON in prose)."""
+    decoder = json.JSONDecoder()
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict) and "answer_1" in value:
+            return value
+    return None
 
 
 def parse_judgement(text: str, answers: int, weights: RubricWeights) -> list[float | None]:
     """The weighted 0-100 score the judge gave each answer (None where its reply has no usable scores)."""
-    match = _JSON_OBJECT.search(text)
-    try:
-        data = json.loads(match.group(0)) if match else None
-    except json.JSONDecodeError:
-        data = None
+    data = _first_json_object(text)
     out: list[float | None] = []
     for i in range(1, answers + 1):
         entry = data.get(f"answer_{i}") if isinstance(data, dict) else None
@@ -425,7 +440,7 @@ def run_judge(
             [Message("system", _JUDGE_SYSTEM), Message("user", judge_prompt(prompt, texts))], options
         ).text
         parsed = parse_judgement(reply, len(texts), weights)
-        failures += sum(v is None for v in parsed)
+        failures += any(v is None for v in parsed)
         return parsed
 
     pairs = len(models) == 2
@@ -440,14 +455,15 @@ def run_judge(
                 forward = ask(prompt, present)
                 backward = ask(prompt, present[::-1])[::-1]
                 for model, a, b in zip(models, forward, backward, strict=True):
-                    both = [v for v in (a, b) if v is not None]
+                    # Only the average of both orders cancels the judge's position bias: one order alone is no score.
+                    both = a is not None and b is not None
                     scores.append(
                         {
                             "prompt_id": prompt.id,
                             "model": model,
                             "score_first": a,
                             "score_second": b,
-                            "score": round(sum(both) / len(both), 2) if both else None,
+                            "score": round((a + b) / 2, 2) if both and a is not None and b is not None else None,
                         }
                     )
             else:
@@ -463,15 +479,21 @@ def run_judge(
                         }
                     )
             advance()
+    # Means over the prompts where every model has a score, so the models are compared on the same prompts.
+    scored_by: dict[str, set[str]] = {
+        m: {s["prompt_id"] for s in scores if s["model"] == m and s["score"] is not None} for m in models
+    }
+    common = set.intersection(*scored_by.values()) if scored_by else set()
     summary: dict[str, float | None] = {}
     for model in models:
-        values = [s["score"] for s in scores if s["model"] == model and s["score"] is not None]
+        values = [s["score"] for s in scores if s["model"] == model and s["prompt_id"] in common]
         summary[model] = round(statistics.fmean(values), 2) if values else None
     return {
         "model": getattr(judge, "model", "judge"),
         "runtime": getattr(judge, "name", None),
         "scores": scores,
         "summary": summary,
+        "prompts_scored": len(common),
         "parse_failures": failures,
     }
 
@@ -493,6 +515,7 @@ def evaluate_models(
     opener: Callable[[ModelEntry], Runtime] | None = None,
     judge_opener: Opener | None = None,
     contexts: ContextSource | None = None,
+    endpoint: str | None = None,
     progress: bool = True,
     write: bool = True,
     record: bool = True,
@@ -529,7 +552,7 @@ def evaluate_models(
         prompts_source = f"given ({len(prompts)} prompts)"
     if not prompts:
         raise EvaluationError("no evaluation prompts")
-    open_model = opener or _default_opener(config)
+    open_model = opener or _default_opener(config, endpoint)
     weights = ev.weights
 
     answers: list[Answer] = []
@@ -572,7 +595,7 @@ def evaluate_models(
             judge_runtime.close()
 
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    run = run_name or f"{created:%Y%m%d-%H%M%S}-{mode}"
+    run = fresh_run_name(config, run_name, f"{created:%Y%m%d-%H%M%S}-{mode}", out_dir)
     results = {
         "schema_version": 1,
         "run": run,
@@ -581,6 +604,7 @@ def evaluate_models(
         "settings": {
             "weights": weights.as_dict(),
             "temperature": generation_options(config, 0, k).temperature,
+            "repeat_penalty": ev.repeat_penalty,
             "samples": k,
             "max_tokens": ev.max_tokens,
             "seed": ev.seed,
@@ -607,6 +631,22 @@ def evaluate_models(
     return result
 
 
+def fresh_run_name(config: EquituneConfig, given: str | None, automatic: str, out_dir: str | Path | None) -> str:
+    """The run's folder name under ``paths.evaluation_results``: a given name must not exist yet (results are
+    never overwritten); an automatic one gets ``-2``, ``-3`` when two runs start in the same second."""
+    root = Path(config.paths.evaluation_results)
+    if given is not None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", given):
+            raise EvaluationError(f"run name {given!r}: use letters, digits, '.', '_' and '-' only")
+        if out_dir is None and (root / given).exists():
+            raise EvaluationError(f"{root / given} already exists; choose another --run name or remove it")
+        return given
+    name, n = automatic, 2
+    while out_dir is None and (root / name).exists():
+        name, n = f"{automatic}-{n}", n + 1
+    return name
+
+
 def _model_block(entry: ModelEntry, answers: list[Answer], generation: dict[str, Any] | None) -> dict[str, Any]:
     by_task: dict[str, list[RubricScore]] = {}
     for a in answers:
@@ -622,7 +662,9 @@ def _model_block(entry: ModelEntry, answers: list[Answer], generation: dict[str,
     }
 
 
-def _default_opener(config: EquituneConfig) -> Callable[[ModelEntry], Runtime]:
+def _default_opener(config: EquituneConfig, endpoint: str | None = None) -> Callable[[ModelEntry], Runtime]:
+    """Open models with ``open_runtime``: through ``endpoint`` (an OpenAI-compatible server) when given, else
+    Ollama or llama.cpp as ``evaluation.runtime`` prefers."""
     from equitune.serve.factory import open_runtime
 
     prefer = config.evaluation.runtime
@@ -630,6 +672,7 @@ def _default_opener(config: EquituneConfig) -> Callable[[ModelEntry], Runtime]:
     def opener(entry: ModelEntry) -> Runtime:
         return open_runtime(
             entry.source,
+            endpoint=endpoint,
             ollama_host=config.export.ollama_host,
             registry=config.paths.registry,
             prefer=prefer,
@@ -698,7 +741,17 @@ def baseline_for(config: EquituneConfig, candidate: ModelEntry) -> ModelEntry:
         version = ModelRegistry(config.paths.registry).get(candidate.registry_version)
         base = version.gguf("base")
         if base is not None and Path(base.path).is_file():
+            merged = version.gguf("merged")
+            if merged is not None and merged.quant != base.quant:
+                log.warning(
+                    "%s is served as %s but its recorded base GGUF is %s: the comparison includes the precision "
+                    "difference (export f16 for a like-for-like benchmark)",
+                    version.name_tag,
+                    merged.quant,
+                    base.quant,
+                )
             return ModelEntry(f"{version.base_model} (base)", base.path, "baseline")
+        # No base GGUF recorded: the version's own base model, opened the way any model name is.
         return ModelEntry(f"{version.base_model} (base)", version.base_model, "baseline")
     return ModelEntry(f"{config.model_selection.base_model} (base)", config.model_selection.base_model, "baseline")
 
@@ -715,6 +768,7 @@ def run_benchmark(
     run_name: str | None = None,
     progress: bool = True,
     opener: Callable[[ModelEntry], Runtime] | None = None,
+    endpoint: str | None = None,
 ) -> EvaluationRun:
     """The fine-tuned ``candidate`` against ``baseline`` (default: its own base) on the same prompts."""
     first = model_entry(config, candidate, "candidate")
@@ -731,6 +785,7 @@ def run_benchmark(
         judge=judge,
         run_name=run_name,
         opener=opener,
+        endpoint=endpoint,
         progress=progress,
     )
 
@@ -773,6 +828,10 @@ class EquityResearchEvaluator:
             def opener(entry: ModelEntry) -> Runtime:
                 return _Borrowed(given) if entry.role != "baseline" else default(entry)
 
+            judge_opener: Opener | None = lambda name: default(ModelEntry(name, name))  # noqa: E731
+        else:
+            judge_opener = None
+
         listed = None if prompts is None or isinstance(prompts, (str, Path)) else list(prompts)
         file = prompts if isinstance(prompts, (str, Path)) else None
         entry = model_entry(self.config, self.model, "candidate" if baseline else "model")
@@ -787,6 +846,7 @@ class EquityResearchEvaluator:
             prompts_file=file,
             samples=samples,
             opener=opener,
+            judge_opener=judge_opener,
             progress=self.progress,
             write=write,
         )
@@ -842,10 +902,12 @@ def score_file_results(
         sample = seen_per_model.get((prompt.id, model), 0)
         seen_per_model[(prompt.id, model)] = sample + 1
         score = _score(record.output, prompt, source, config.evaluation.weights)
-        answers.append(Answer(prompt, model, sample, record.output, score))
+        answers.append(
+            Answer(prompt, model, sample, record.output, score, record_id=record.id or f"line-{record.line}")
+        )
     models = sorted({a.model for a in answers})
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    run = run_name or f"{created:%Y%m%d-%H%M%S}-score"
+    run = fresh_run_name(config, run_name, f"{created:%Y%m%d-%H%M%S}-score", None if write else "")
     ev = config.evaluation
     results = {
         "schema_version": 1,

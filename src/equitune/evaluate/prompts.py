@@ -74,11 +74,29 @@ class PromptFileError(DataError):
 
 
 def held_out_tickers(config: EquituneConfig, tickers: list[str]) -> list[str]:
-    """The companies the training-data generator puts in the test split (same seed, same fractions)."""
+    """The companies of the training data's test split: as recorded in ``paths.training_data/stats.json`` when
+    the data has been generated (so a dataset made with another seed or other fractions is honoured), else as
+    the generator would split them with this configuration (same seed, same fractions)."""
+    recorded = _recorded_test_split(Path(config.paths.training_data) / "stats.json")
+    if recorded is not None:
+        known = set(tickers)
+        return sorted(t for t in recorded if t in known)
     from equitune.data.generator import split_companies
 
     split = split_companies(tickers, config.data.seed, config.data.train_fraction, config.data.valid_fraction)
     return sorted(t for t, part in split.items() if part == "test")
+
+
+def _recorded_test_split(stats: Path) -> list[str] | None:
+    if not stats.is_file():
+        return None
+    try:
+        recorded = json.loads(stats.read_text(encoding="utf-8"))["companies"]["test"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{stats}: cannot read the test split's companies ({exc})") from exc
+    if not isinstance(recorded, list) or not all(isinstance(t, str) for t in recorded):
+        raise DataError(f"{stats}: companies.test must be a list of tickers")
+    return recorded
 
 
 def standard_prompt(ctx: ExampleContext, task: str, seed: int = 0) -> tuple[str, str]:
@@ -101,7 +119,10 @@ def default_prompts(
     source = contexts or ContextSource.from_config(config)
     tickers = held_out_tickers(config, source.tickers())
     if not tickers:
-        raise DataError("the test split is empty: the market data has fewer than three companies")
+        raise DataError(
+            "the test split holds no company of the market data (fewer than three companies, or the "
+            f"training data in {config.paths.training_data} names none the market data has)"
+        )
     limit = max_prompts if max_prompts is not None else config.evaluation.max_prompts
     prompts: list[EvalPrompt] = []
     for ticker in tickers:
@@ -163,7 +184,7 @@ def load_prompts(
             explicit[prompt.id] = number
     if problems:
         raise PromptFileError(str(file), sorted(problems, key=lambda p: p.line))
-    return _unique_ids([p for p, _, _ in found])
+    return _unique_ids([(p, given) for p, _, given in found])
 
 
 def _known(
@@ -263,13 +284,19 @@ def _text_prompt(
     return EvalPrompt(f"{ticker}-{task}-{condition}", ticker, task, condition, prompt, SYSTEM_PROMPT, reference), False
 
 
-def _unique_ids(prompts: list[EvalPrompt]) -> list[EvalPrompt]:
-    """Generated ids made unique (``-2``, ``-3`` on repeats of the same company, task and condition)."""
+def _unique_ids(prompts: list[tuple[EvalPrompt, bool]]) -> list[EvalPrompt]:
+    """Generated ids made unique (``-2``, ``-3`` on repeats of the same company, task and condition); ids given
+    in the file (flagged True) are kept as they are and never taken by a generated one."""
+    given = {p.id for p, explicit in prompts if explicit}
     out: list[EvalPrompt] = []
     used: set[str] = set()
-    for p in prompts:
+    for p, explicit in prompts:
+        if explicit:
+            used.add(p.id)
+            out.append(p)
+            continue
         ident, n = p.id, 2
-        while ident in used:
+        while ident in used or ident in given:
             ident, n = f"{p.id}-{n}", n + 1
         used.add(ident)
         out.append(EvalPrompt(ident, p.ticker, p.task, p.condition, p.prompt, p.system, p.reference))

@@ -89,6 +89,9 @@ class Settings(_Strict):
     temperature: Annotated[float, Field(ge=0.0)] | None = Field(
         description="Sampling temperature (0 = greedy); null in score mode, where nothing is generated."
     )
+    repeat_penalty: Annotated[float, Field(ge=0.0)] | None = Field(
+        None, description="Repeat penalty applied while generating (1.0 = none); null in score mode."
+    )
     samples: Annotated[int, Field(ge=1)] = Field(description="Answers per prompt and model.")
     max_tokens: Annotated[int, Field(ge=1)] | None = Field(description="Completion token limit; null in score mode.")
     seed: int | None = Field(description="Seed of sampling and of the bootstrap; null when none was set.")
@@ -300,7 +303,10 @@ class Judge(_Strict):
     runtime: str | None = Field(description="The judge's runtime; null when unknown.")
     scores: list[JudgeScore] = Field(description="Judge scores per prompt and model.")
     summary: dict[str, Score | None] = Field(description="Mean judge score per model; null when none parsed.")
-    parse_failures: Count = Field(description="Judge replies that gave no usable score.")
+    prompts_scored: Count | None = Field(
+        None, description="Prompts on which every model has a judge score (the summary averages over these)."
+    )
+    parse_failures: Count = Field(description="Judge replies that gave no usable score for at least one answer.")
 
 
 class EvaluationResults(_Strict):
@@ -610,6 +616,7 @@ def _settings_rows(results: EvaluationResults) -> list[list[object]]:
         ["Prompts", f"{len(results.prompts)} ({st.prompts_source})"],
         ["Samples per prompt", st.samples],
         ["Temperature", "n/a" if st.temperature is None else f"{st.temperature:g}"],
+        ["Repeat penalty", "n/a" if st.repeat_penalty is None else f"{st.repeat_penalty:g}"],
         ["Max tokens", "n/a" if st.max_tokens is None else st.max_tokens],
         ["Seed", "n/a" if st.seed is None else st.seed],
         ["Bootstrap", f"{st.bootstrap_resamples} resamples, {st.confidence:.0%} confidence"],
