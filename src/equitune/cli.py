@@ -693,7 +693,7 @@ def monitor(
     if as_json:
         _print_json({**result.to_dict(), "alert": alert})
     else:
-        console.print(result.message, highlight=False)
+        console.print(result.message, highlight=False, markup=False, soft_wrap=True)
         if alert is not None:
             console.print(f"retraining alert written to {cfg.monitoring.alerts_file}", highlight=False)
     raise typer.Exit(1 if result.below_threshold else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import http.server
 import json
 import random
@@ -155,7 +156,8 @@ def test_appending_after_a_line_without_newline_keeps_the_new_record_whole(
     lines = config.monitoring.log_file.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 2 and json.loads(lines[1]) == record
     result = evaluate_recent_outputs(config, now=NOW, contexts=source)
-    assert result.outputs == 1 and result.bad_lines == [1]
+    # The torn line has no readable timestamp: reported, but not one of the window's bad lines.
+    assert result.outputs == 1 and result.bad_lines == [] and result.undated_bad_lines == [1]
 
 
 # ------------------------------------------------------------------------------------------------ the window
@@ -309,7 +311,19 @@ def test_below_threshold_alerts_through_the_command_and_the_webhook(
     assert alert["worst_tasks"][0]["mean_score"] < 50 <= 80 <= alert["worst_tasks"][1]["mean_score"]
     assert alert["models"] == {"equity-research:q4": result.mean_score}
     assert "below the threshold 65" in alert["reason"]
+    assert alert["bad_lines"] == 0 and alert["undated_bad_lines"] == 0
     assert _jsonl(config.monitoring.alerts_file) == [alert]
+    # What `equitune monitor` prints: the verdict, then the means per model, the worst tasks, the hallucination rate.
+    verdict, model, worst, rate = result.message.splitlines()
+    assert verdict.startswith(f"mean score {result.mean_score:.1f} (") and "BELOW the threshold 65" in verdict
+    assert model == f"  model equity-research:q4: mean score {result.mean_score:.2f} over 3 output(s)"
+    assert worst.startswith("  worst tasks: valuation ") and ", risk_assessment " in worst
+    assert rate.startswith("  hallucination rate: ") and rate.endswith("% (mean share of unsupported figures)")
+    # The same answers get the same mean as in an evaluation's summary.
+    from equitune.evaluate.benchmark import summarise_scores
+
+    assert result.mean_score == summarise_scores([s.score for s in result.scored])["mean_score"]
+    assert result.mean_score == round(result.mean_score, 2)
     [daily] = _jsonl(config.monitoring.scores_file)
     assert daily["below_threshold"] is True and daily["hallucination_rate"] > 0
 
@@ -367,13 +381,87 @@ def test_bad_lines_are_reported_with_their_line_numbers(tmp_path: Path, source: 
 
     result = evaluate_recent_outputs(config, now=NOW, contexts=source)
     assert [s.id for s in result.scored] == [good["id"], "last"]
-    assert result.bad_lines == [2, 3, 4, 5, 6, 7, 9] and result.lines_read == 10
-    fields = {(p.line, p.field) for p in result.problems}
-    assert {(2, "(json)"), (3, "timestamp"), (4, "timestamp"), (5, "task"), (6, "condtion"), (7, "id")} <= fields
-    assert (9, "(json)") in fields
-    assert result.to_dict()["bad_lines"][0] == {"line": 2, "field": "(json)", "message": result.problems[0].message}
-    assert "7 bad log line(s): 2, 3, 4, 5, 6, 7, 9" in result.message
-    assert result.daily_record is not None and result.daily_record["bad_lines"] == 7
+    # Bad lines in the window count in this run; those without a readable timestamp are listed apart.
+    assert result.bad_lines == [5, 6, 7] and result.undated_bad_lines == [2, 3, 4, 9] and result.lines_read == 10
+    assert {(p.line, p.field) for p in result.problems} == {(5, "task"), (6, "condtion"), (7, "id")}
+    assert {(p.line, p.field) for p in result.undated_problems} == {
+        (2, "(json)"),
+        (3, "timestamp"),
+        (4, "timestamp"),
+        (9, "(json)"),
+    }
+    data = result.to_dict()
+    assert data["bad_lines"][0] == {"line": 5, "field": "task", "message": result.problems[0].message}
+    assert data["undated_bad_lines"][0] == {"line": 2, "field": "(json)", "message": result.undated_problems[0].message}
+    first, *rest = result.message.splitlines()
+    assert first.endswith("; 3 bad log line(s): 5, 6, 7")
+    assert "4 undated bad log line(s)" in rest[-1] and rest[-1].endswith(": 2, 3, 4, 9")
+    assert result.daily_record is not None
+    assert result.daily_record["bad_lines"] == 3 and result.daily_record["undated_bad_lines"] == 4
+
+
+def test_an_old_undated_bad_line_does_not_fail_or_count_in_later_windows(tmp_path: Path, source: ContextSource) -> None:
+    config = _config(tmp_path)
+    log_file = config.monitoring.log_file
+    _log_good(config, source, NOW - dt.timedelta(days=90))
+    with log_file.open("a", encoding="utf-8") as handle:
+        handle.write("{broken\n")  # written months ago, no readable timestamp
+    _log_good(config, source, NOW - dt.timedelta(days=60))
+
+    # A quiet day: nothing in the window. The broken line is reported, but the run does not fail.
+    quiet, alert = monitor(config, now=NOW, contexts=source)
+    assert alert is None and quiet.status == "no_outputs" and quiet.bad_lines == [] and quiet.undated_bad_lines == [2]
+    first, second = quiet.message.splitlines()
+    assert first.startswith("no outputs logged in the window") and "bad log line" not in first
+    assert "1 undated bad log line(s)" in second and second.endswith(": 2")
+    assert not config.monitoring.scores_file.exists()
+
+    # A day with outputs: the window's own bad-line count is 0; the undated line is counted apart.
+    _log_good(config, source, NOW - dt.timedelta(hours=1))
+    busy = evaluate_recent_outputs(config, now=NOW, contexts=source)
+    assert busy.outputs == 1 and busy.bad_lines == [] and busy.undated_bad_lines == [2]
+    assert busy.daily_record is not None
+    assert busy.daily_record["bad_lines"] == 0 and busy.daily_record["undated_bad_lines"] == 1
+
+
+def test_bytes_that_are_not_utf8_make_a_bad_line_not_a_crash(tmp_path: Path, source: ContextSource) -> None:
+    config = _config(tmp_path)
+    log_file = config.monitoring.log_file
+    good = _log_good(config, source, NOW - dt.timedelta(hours=2))
+    torn = json.dumps({**good, "id": "torn", "output": "Apple \u00e9"}, ensure_ascii=False).encode("utf-8")
+    torn = torn.replace("\u00e9".encode(), b"\xe9")  # Latin-1 byte in a UTF-8 log
+    old = json.dumps({**good, "id": "old", "timestamp": (NOW - dt.timedelta(days=5)).isoformat()}).encode()
+    with log_file.open("ab") as handle:
+        handle.write(torn + b"\n" + b"\xff\xfe garbage\n" + old.replace(b"AAPL", b"AAPL\xff") + b"\n")
+    _log_good(config, source, NOW, id="last")
+
+    result = evaluate_recent_outputs(config, now=NOW, contexts=source)
+    assert [s.id for s in result.scored] == [good["id"], "last"] and result.lines_read == 5
+    # The line in the window is bad (its text was altered); the unreadable one has no timestamp; the one of
+    # another window (line 4) is not counted.
+    assert result.bad_lines == [2] and result.undated_bad_lines == [3]
+    assert [(p.line, p.field) for p in result.problems] == [(2, "(encoding)")]
+    assert "byte 0xe9" in result.problems[0].message
+    assert [(p.line, p.field) for p in result.undated_problems] == [(3, "(encoding)"), (3, "(json)")]
+
+
+def test_a_log_that_cannot_be_read_is_a_data_error(
+    tmp_path: Path, source: ContextSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(tmp_path)
+    _log_good(config, source, NOW)
+    log_file = config.monitoring.log_file
+    real_open = Path.open
+
+    def failing_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if self == log_file:
+            raise OSError(errno.EIO, "Input/output error", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", failing_open)
+    with pytest.raises(DataError, match="cannot read the production log: Input/output error") as info:
+        evaluate_recent_outputs(config, now=NOW, contexts=source)
+    assert str(log_file) in str(info.value)
 
 
 def test_a_window_of_only_bad_lines_fails_with_every_problem(tmp_path: Path, source: ContextSource) -> None:
@@ -384,6 +472,7 @@ def test_a_window_of_only_bad_lines_fails_with_every_problem(tmp_path: Path, sou
         handle.write("[1, 2]\n")
     with pytest.raises(OutputsFileError) as info:
         evaluate_recent_outputs(config, now=NOW, contexts=source)
+    # Line 2 fails the window; line 3 (no timestamp) would not, but is listed with it.
     assert [(p.line, p.field) for p in info.value.problems] == [(2, "ticker"), (3, "(record)")]
     assert "line 2: ticker: unknown ticker 'ZZZZ'" in str(info.value)
 

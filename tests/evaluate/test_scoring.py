@@ -113,6 +113,37 @@ def test_every_bad_line_is_reported_and_nothing_is_scored(tmp_path: Path, refere
     assert "line 3: condtion: unknown field" in message
 
 
+def test_a_timestamp_is_accepted_and_carried_through(
+    tmp_path: Path, references: list[Any], source: ContextSource
+) -> None:
+    lines = [_line(references[0], id="a", timestamp="2025-03-14T17:00:00+00:00"), _line(references[1], id="b")]
+    first, second = score_outputs_file(_write(tmp_path / "out.jsonl", lines), contexts=source)
+    assert first.timestamp == "2025-03-14T17:00:00+00:00" and second.timestamp is None
+    assert first.to_dict()["timestamp"] == "2025-03-14T17:00:00+00:00" and "timestamp" not in second.to_dict()
+    with pytest.raises(OutputsFileError, match="line 1: timestamp: must be a string, got int"):
+        read_outputs(_write(tmp_path / "bad.jsonl", [_line(references[0], timestamp=1741971600)]), source)
+
+
+def test_a_production_log_can_be_rescored(tmp_path: Path, references: list[Any], source: ContextSource) -> None:
+    from equitune.evaluate.monitor import log_production_output
+
+    ref = next(r for r in references if r.context.is_base)
+    log = tmp_path / "production.jsonl"
+    record = log_production_output(
+        ticker=ref.context.ticker,
+        task=ref.family,
+        prompt=ref.prompt,
+        output=ref.response,
+        model="equity-research:q4",
+        meta={"request": 1},
+        path=log,
+        contexts=source,
+    )
+    [scored] = score_outputs_file(log, contexts=source)
+    assert scored.timestamp == record["timestamp"] and scored.id == record["id"] and scored.meta == {"request": 1}
+    assert scored.score.tier == "Excellent"
+
+
 def test_duplicate_ids_are_reported_with_the_first_line(tmp_path: Path, references: list[Any]) -> None:
     lines = [_line(references[0], id="same"), _line(references[1], id="same")]
     with pytest.raises(OutputsFileError, match="line 2: id: duplicate id 'same' \\(first on line 1\\)"):
@@ -168,3 +199,19 @@ def test_summary_per_model_and_task(tmp_path: Path, references: list[Any], sourc
     assert b["derived_wrong"] > 0 and b["failed_consistency"] == 1
     assert b["tasks"]["executive_summary"]["outputs"] == 2
     json.dumps(summary)
+
+
+def test_summary_means_match_an_evaluation(tmp_path: Path, references: list[Any], source: ContextSource) -> None:
+    from equitune.evaluate.benchmark import summarise_scores
+
+    ref = next(r for r in references if r.family == "valuation")
+    lines = [_line(ref, model="m"), _line(ref, model="m", output=ref.response[: len(ref.response) // 3])]
+    lines.append(_line(ref, model="m", output="Buy it."))
+    scored = score_outputs_file(_write(tmp_path / "o.jsonl", lines), contexts=source)
+    summary = summarise(scored)
+    evaluation = summarise_scores([s.score for s in scored])
+    # Mean scores are rounded to 2 decimals, as in an evaluation; rates to 4.
+    for stats in (summary["overall"], summary["models"]["m"], summary["models"]["m"]["tasks"]["valuation"]):
+        assert stats["mean_score"] == evaluation["mean_score"] == round(stats["mean_score"], 2)
+        assert stats["hallucination_rate"] == evaluation["hallucination_rate"]
+    assert summarise([])["overall"]["mean_score"] is None

@@ -1,7 +1,8 @@
 """Production monitoring: log the reports a deployed model generates, score them daily, alert when quality drops.
 
 A production service calls ``log_production_output`` for every report it generates; each call appends one JSON
-line to ``monitoring.log_file`` in the ``equitune evaluate --score`` format plus a ``timestamp``::
+line to ``monitoring.log_file`` in the ``equitune evaluate --score`` format with its ``timestamp`` (an optional
+field there, required here), so the log can also be rescored as it is with ``equitune evaluate --score``::
 
     {"ticker": "AAPL", "task": "valuation", "prompt": "...", "output": "...", "model": "equity-research:q4",
      "condition": "base", "id": "3f2c...", "meta": {"request": 17}, "timestamp": "2025-01-02T09:30:00+00:00"}
@@ -13,10 +14,16 @@ day and set of models, replaced (atomically) when the monitor runs again that da
 when the mean score is below the threshold, calls ``trigger_retraining_alert``, which appends an alert record to
 ``monitoring.alerts_file`` and runs ``monitoring.alert_command`` and/or POSTs to ``monitoring.alert_webhook``.
 
-Bad log lines are never skipped silently: every bad line in the window (or whose timestamp cannot be read) is
-listed with its line number in ``MonitorResult.bad_lines`` and counted in the daily record. They do not fail a
-run that also has valid lines, because one malformed write must not hide a day of production quality; a window
-with bad lines and no valid line at all raises ``OutputsFileError``, since then the log itself is broken.
+Bad log lines are never skipped silently. A bad line whose timestamp can be read and lies in the window is listed
+with its line number in ``MonitorResult.bad_lines`` and counted in the daily record; one outside the window belongs
+to another run. A bad line whose timestamp cannot be read (malformed JSON, a blank line, a missing or unreadable
+timestamp) belongs to no window: it is listed in ``MonitorResult.undated_bad_lines`` (and counted apart in the
+daily record) on every run until the log is repaired, but never counted as a window's bad line, so one broken line
+cannot fail every later day. Bad lines do not fail a run that also has valid lines, because one malformed write
+must not hide a day of production quality; a window that holds bad lines and no valid line at all raises
+``OutputsFileError``, since then the log itself is broken. A window with no line at all, or only undated bad lines
+besides lines of other windows, has no outputs. Bytes that are not UTF-8 make their line bad (read with U+FFFD in
+their place), and a log that cannot be read raises ``DataError`` naming it.
 """
 
 from __future__ import annotations
@@ -26,12 +33,14 @@ import json
 import logging
 import os
 import re
+import statistics
 import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -218,10 +227,14 @@ def log_production_output(
 
 @dataclass
 class LogScan:
-    """The records of a production log inside a window, the bad lines that count, and how many lines were read."""
+    """The records of a production log inside a window, its bad lines, and how many lines were read.
+
+    ``problems`` are those of the bad lines in the window; ``undated`` those of the bad lines whose timestamp cannot
+    be read, which belong to no window."""
 
     records: list[OutputRecord] = field(default_factory=list)
     problems: list[LineProblem] = field(default_factory=list)
+    undated: list[LineProblem] = field(default_factory=list)
     lines: int = 0
     outside_window: int = 0
 
@@ -229,45 +242,80 @@ class LogScan:
     def bad_lines(self) -> list[int]:
         return sorted({p.line for p in self.problems})
 
+    @property
+    def undated_bad_lines(self) -> list[int]:
+        return sorted({p.line for p in self.undated})
+
+
+def _log_lines(file: Path) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, text, encoding problem or None) for every line of ``file``.
+
+    A line that is not valid UTF-8 is decoded with U+FFFD in place of the bad bytes and comes with a problem; an
+    ``OSError`` while opening or reading raises ``DataError`` naming the file."""
+    try:
+        with file.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    yield number, raw.decode("utf-8"), None
+                except UnicodeDecodeError as exc:
+                    problem = (
+                        f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line); "
+                        "read with U+FFFD in place of the bad bytes"
+                    )
+                    yield number, raw.decode("utf-8", errors="replace"), problem
+    except OSError as exc:
+        raise DataError(f"{file}: cannot read the production log: {exc.strerror or exc}") from None
+
 
 def read_production_log(
     path: str | os.PathLike[str], start: dt.datetime, end: dt.datetime, contexts: ContextSource
 ) -> LogScan:
-    """The valid records of the log at ``path`` with ``start <= timestamp <= end``, and the problems of the bad
-    lines that are in the window or whose timestamp cannot be read (a bad line clearly outside the window belongs
-    to another run). Raises ``DataError`` when the file does not exist."""
-    from equitune.data.validate import iter_jsonl
-
+    """The valid records of the log at ``path`` with ``start <= timestamp <= end``, the problems of the bad lines in
+    the window, and apart from them the problems of the bad lines whose timestamp cannot be read (a bad line clearly
+    outside the window belongs to another run). Raises ``DataError`` when the file does not exist or cannot be
+    read."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{file}: no production log (monitoring.log_file); nothing has been logged there yet")
     scan = LogScan()
     ids: dict[str, int] = {}
-    for line, obj, error in iter_jsonl(file):
+    for line, text, encoding in _log_lines(file):
         scan.lines += 1
-        if error is not None:
-            scan.problems.append(LineProblem(line, "(json)", error))
+        issues: list[LineProblem] = [] if encoding is None else [LineProblem(line, "(encoding)", encoding)]
+        if not text.strip():
+            scan.undated.append(LineProblem(line, "(json)", "blank line (JSONL holds one record per line)"))
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            issues.append(LineProblem(line, "(json)", f"malformed JSON: {exc.msg} (column {exc.colno})"))
+            scan.undated.extend(issues)
+            continue
+        if not isinstance(obj, dict):
+            _, more = parse_output_line(obj, line, contexts)  # says what the line should have been
+            scan.undated.extend(issues + more)
             continue
         when: dt.datetime | None = None
-        issues: list[LineProblem] = []
-        body = obj
-        if isinstance(obj, dict):
-            body = {k: v for k, v in obj.items() if k != "timestamp"}
-            raw = obj.get("timestamp")
-            if raw is None:
-                issues.append(LineProblem(line, "timestamp", "missing"))
-            elif not isinstance(raw, str):
-                issues.append(LineProblem(line, "timestamp", f"must be an ISO-8601 string, got {type(raw).__name__}"))
-            else:
-                try:
-                    when = parse_timestamp(raw)
-                except ValueError:
-                    issues.append(LineProblem(line, "timestamp", f"not an ISO-8601 timestamp: {raw!r}"))
+        raw = obj.get("timestamp")
+        if raw is None:
+            issues.append(LineProblem(line, "timestamp", "missing"))
+        elif not isinstance(raw, str):
+            issues.append(LineProblem(line, "timestamp", f"must be an ISO-8601 string, got {type(raw).__name__}"))
+        else:
+            try:
+                when = parse_timestamp(raw)
+            except ValueError:
+                issues.append(LineProblem(line, "timestamp", f"not an ISO-8601 timestamp: {raw!r}"))
         if when is not None and not start <= when <= end:
             scan.outside_window += 1
             continue
+        # The scorer accepts a string timestamp and carries it through; any other was reported above.
+        body = obj if isinstance(raw, str) else {k: v for k, v in obj.items() if k != "timestamp"}
         record, more = parse_output_line(body, line, contexts)
         issues.extend(more)
+        if when is None:
+            scan.undated.extend(issues)
+            continue
         if record is not None and not issues and record.id is not None:
             if record.id in ids:
                 issues.append(LineProblem(line, "id", f"duplicate id '{record.id}' (first on line {ids[record.id]})"))
@@ -288,7 +336,8 @@ class MonitorResult:
     """One monitoring run: the window, the scores of the outputs in it, the bad lines, and the stored record.
 
     ``mean_score`` and ``tier`` are None when the window holds no output; ``below_threshold`` is then False (no
-    outputs is reported as such, not as a quality drop)."""
+    outputs is reported as such, not as a quality drop). ``problems`` are those of the bad lines in the window,
+    ``undated_problems`` those of the bad lines whose timestamp cannot be read (they belong to no window)."""
 
     window_start: dt.datetime
     window_end: dt.datetime
@@ -298,6 +347,7 @@ class MonitorResult:
     scored: list[ScoredOutput]
     summary: dict[str, Any]
     problems: list[LineProblem] = field(default_factory=list)
+    undated_problems: list[LineProblem] = field(default_factory=list)
     lines_read: int = 0
     scores_file: Path | None = None
     daily_record: dict[str, Any] | None = None
@@ -329,8 +379,13 @@ class MonitorResult:
 
     @property
     def bad_lines(self) -> list[int]:
-        """Line numbers of the bad lines counted in this run."""
+        """Line numbers of the bad lines in the window, counted in this run."""
         return sorted({p.line for p in self.problems})
+
+    @property
+    def undated_bad_lines(self) -> list[int]:
+        """Line numbers of the bad lines whose timestamp cannot be read: reported on every run, counted in none."""
+        return sorted({p.line for p in self.undated_problems})
 
     @property
     def status(self) -> str:
@@ -351,7 +406,7 @@ class MonitorResult:
         for s in self.scored:
             by_task[s.task].append(s.score.score)
         return {
-            task: {"outputs": len(by_task[task]), "mean_score": round(sum(by_task[task]) / len(by_task[task]), 4)}
+            task: {"outputs": len(by_task[task]), "mean_score": round(statistics.fmean(by_task[task]), 2)}
             for task in FAMILY_IDS
             if by_task.get(task)
         }
@@ -363,16 +418,34 @@ class MonitorResult:
 
     @property
     def message(self) -> str:
-        """One line saying what the run found."""
+        """What the run found: a first line with the verdict, then (when there are outputs) the mean score per
+        model, the worst tasks and the hallucination rate, and the undated bad lines when there are any."""
         span = f"{_iso(self.window_start)} .. {_iso(self.window_end)}"
         bad = f"; {len(self.bad_lines)} bad log line(s): {_lines(self.bad_lines)}" if self.problems else ""
         if not self.scored:
-            return f"no outputs logged in the window {span} ({self.log_file}){bad}"
-        verdict = "BELOW" if self.below_threshold else "at or above"
-        return (
-            f"mean score {self.mean_score:.1f} ({self.tier}) over {self.outputs} output(s) in {span}, "
-            f"{verdict} the threshold {self.threshold:g}{bad}"
-        )
+            lines = [f"no outputs logged in the window {span} ({self.log_file}){bad}"]
+        else:
+            verdict = "BELOW" if self.below_threshold else "at or above"
+            lines = [
+                f"mean score {self.mean_score:.1f} ({self.tier}) over {self.outputs} output(s) in {span}, "
+                f"{verdict} the threshold {self.threshold:g}{bad}"
+            ]
+            for name, stats in self.summary["models"].items():
+                lines.append(f"  model {name}: mean score {stats['mean_score']:.2f} over {stats['outputs']} output(s)")
+            worst = ", ".join(
+                f"{t['task']} {t['mean_score']:.2f} ({t['outputs']} output(s))" for t in self.worst_tasks()
+            )
+            lines.append(f"  worst tasks: {worst}")
+            rate = self.summary["overall"]["hallucination_rate"]
+            shown = "n/a (no figures to check)" if rate is None else f"{rate:.1%} (mean share of unsupported figures)"
+            lines.append(f"  hallucination rate: {shown}")
+        if self.undated_problems:
+            undated = self.undated_bad_lines
+            lines.append(
+                f"  {len(undated)} undated bad log line(s), no readable timestamp (reported on every run, "
+                f"counted in no window): {_lines(undated)}"
+            )
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the per-output scores without per-figure labels)."""
@@ -400,6 +473,9 @@ class MonitorResult:
             "tasks": self.tasks,
             "worst_tasks": self.worst_tasks(),
             "bad_lines": [{"line": p.line, "field": p.field, "message": p.message} for p in self.problems],
+            "undated_bad_lines": [
+                {"line": p.line, "field": p.field, "message": p.message} for p in self.undated_problems
+            ],
             "scores_file": None if self.scores_file is None else str(self.scores_file),
             "summary": self.summary,
             "scored": [s.to_dict() for s in self.scored],
@@ -415,7 +491,8 @@ def _lines(numbers: list[int], limit: int = 20) -> str:
 
 
 def daily_record(result: MonitorResult) -> dict[str, Any]:
-    """The line stored in the scores file for a run: its UTC day, models, window, scores and bad-line count."""
+    """The line stored in the scores file for a run: its UTC day, models, window, scores, and how many bad lines
+    were in the window (``bad_lines``) and how many have no readable timestamp (``undated_bad_lines``)."""
     overall = result.summary["overall"]
     return {
         "date": result.window_end.date().isoformat(),
@@ -437,6 +514,7 @@ def daily_record(result: MonitorResult) -> dict[str, Any]:
         "per_model": result.models,
         "per_task": {task: stats["mean_score"] for task, stats in result.tasks.items()},
         "bad_lines": len(result.bad_lines),
+        "undated_bad_lines": len(result.undated_bad_lines),
         "updated": _iso(dt.datetime.now(UTC)),
     }
 
@@ -492,8 +570,10 @@ def evaluate_recent_outputs(
     output is scored with the rubric (``config.evaluation.weights``) and the fact-check against its company's
     data under its condition (``contexts``, default built from ``config.valuation``). When there are outputs and
     ``store`` is true, the day's record is written to ``config.monitoring.scores_file`` (see
-    ``store_daily_record``). Bad lines are listed in the result; raises ``OutputsFileError`` when the window holds
-    bad lines and no valid one, ``DataError`` when the log is missing, ``ConfigError`` for a bad ``since``."""
+    ``store_daily_record``). Bad lines are listed in the result, those without a readable timestamp apart; raises
+    ``OutputsFileError`` (listing every problem, undated ones included) when the window holds bad lines and no valid
+    one, ``DataError`` when the log is missing or cannot be read, ``ConfigError`` for a bad ``since`` or
+    ``threshold``."""
     config = _config(config)
     window = _since(since, config)
     limit = float(config.monitoring.threshold if threshold is None else threshold)
@@ -506,9 +586,12 @@ def evaluate_recent_outputs(
 
     scan = read_production_log(path, start, end, source)
     if scan.problems and not scan.records:
-        raise OutputsFileError(str(path), scan.problems)
+        # Only the window's own bad lines fail it; undated ones are listed too, in line order, to repair together.
+        raise OutputsFileError(str(path), sorted(scan.problems + scan.undated, key=lambda p: p.line))
     for problem in scan.problems[:50]:
         log.warning("%s: %s", path, problem)
+    for problem in scan.undated[:50]:
+        log.warning("%s: %s (no readable timestamp: counted in no window)", path, problem)
     scored = score_records(scan.records, source, config.evaluation.weights)
     result = MonitorResult(
         window_start=start,
@@ -519,6 +602,7 @@ def evaluate_recent_outputs(
         scored=scored,
         summary=summarise(scored),
         problems=scan.problems,
+        undated_problems=scan.undated,
         lines_read=scan.lines,
     )
     if scored and store:
@@ -585,12 +669,12 @@ def trigger_retraining_alert(
 ) -> dict[str, Any]:
     """Raise a retraining alert for a monitoring result and return the alert record.
 
-    The record (timestamp, window, mean score, threshold, tier, outputs, worst tasks, per-model means, bad lines,
-    reason) is sent as JSON to ``monitoring.alert_command`` (run through the shell, JSON on stdin, 60 s timeout)
-    and POSTed to ``monitoring.alert_webhook`` (10 s timeout) when they are set; their outcomes (exit status, HTTP
-    status or error) are added under ``command`` and ``webhook`` and the record is then appended to
-    ``monitoring.alerts_file``. A failed delivery is logged and recorded, never raised: the alert file still
-    holds the alert."""
+    The record (timestamp, window, mean score, threshold, tier, outputs, worst tasks, per-model means, bad lines
+    in the window and undated ones, reason) is sent as JSON to ``monitoring.alert_command`` (run through the
+    shell, JSON on stdin, 60 s timeout) and POSTed to ``monitoring.alert_webhook`` (10 s timeout) when they are
+    set; their outcomes (exit status, HTTP status or error) are added under ``command`` and ``webhook`` and the
+    record is then appended to ``monitoring.alerts_file``. A failed delivery is logged and recorded, never raised:
+    the alert file still holds the alert."""
     config = _config(config)
     settings = config.monitoring
     score = result.mean_score
@@ -615,6 +699,7 @@ def trigger_retraining_alert(
         "worst_tasks": result.worst_tasks(),
         "models": result.models,
         "bad_lines": len(result.bad_lines),
+        "undated_bad_lines": len(result.undated_bad_lines),
         "log_file": str(result.log_file),
         "reason": reason,
     }

@@ -6,11 +6,15 @@ The file holds one JSON object per line::
      "model": "equity-research:q4", "id": "aapl-val-1", "condition": "base"}
 
 ``ticker``, ``task`` (one of the six family identifiers), ``prompt`` and ``output`` are required; ``model``,
-``id``, ``condition`` (a market-condition name, default ``base``) and ``meta`` (any JSON, carried through) are
-optional; any other key is an error naming it, so a misspelt ``condtion`` cannot silently fall back to the base
-case. Each output is scored against the company's data under its condition, built by the same context builder
-the training-data generator uses (``equitune.data.context.build_context`` over the embedded market data, with
-the configured valuation assumptions), memoised per ticker and condition. No model is loaded.
+``id``, ``condition`` (a market-condition name, default ``base``), ``meta`` (any JSON, carried through) and
+``timestamp`` (a string, e.g. the ISO-8601 time a production log line was written; carried through to the scored
+output, not scored and not checked further) are optional, so a production log written by
+``equitune.evaluate.monitor.log_production_output`` can be rescored as it is. Any other key is an error naming
+it, so a misspelt ``condtion`` cannot silently fall back to the base case.
+
+Each output is scored against the company's data under its condition, built by the same context builder the
+training-data generator uses (``equitune.data.context.build_context`` over the embedded market data, with the
+configured valuation assumptions), memoised per ticker and condition. No model is loaded.
 
 Bad lines are never dropped: every problem (blank line, malformed JSON, missing or mistyped field, unknown key,
 task, ticker or condition, duplicate id) is collected with its line number and field, and the file is rejected
@@ -21,6 +25,7 @@ that happened to be valid would compare models on different sets of prompts with
 from __future__ import annotations
 
 import gc
+import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -40,7 +45,7 @@ if TYPE_CHECKING:
     from equitune.market.models import Company
 
 REQUIRED_FIELDS = ("ticker", "task", "prompt", "output")
-OPTIONAL_FIELDS = ("model", "id", "condition", "meta")
+OPTIONAL_FIELDS = ("model", "id", "condition", "meta", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class OutputRecord:
     model: str | None = None
     id: str | None = None
     meta: Any = None
+    timestamp: str | None = None
 
 
 @dataclass
@@ -97,6 +103,7 @@ class ScoredOutput:
     id: str | None
     score: RubricScore
     meta: Any = None
+    timestamp: str | None = None
 
     def to_dict(self, figures: bool = False) -> dict[str, Any]:
         """JSON-ready; ``figures=True`` adds the label of every figure."""
@@ -108,6 +115,7 @@ class ScoredOutput:
             "task": self.task,
             "condition": self.condition,
             **({"meta": self.meta} if self.meta is not None else {}),
+            **({"timestamp": self.timestamp} if self.timestamp is not None else {}),
             **self.score.to_dict(figures=figures),
         }
 
@@ -213,10 +221,10 @@ def parse_output_line(obj: Any, line: int, contexts: ContextSource) -> tuple[Out
             LineProblem(line, "condition", f"unknown condition {condition!r} (expected one of {', '.join(CONDITIONS)})")
         )
     optional: dict[str, str | None] = {}
-    for name, types in (("model", (str,)), ("id", (str, int))):
+    for name, types in (("model", (str,)), ("id", (str, int)), ("timestamp", (str,))):
         value = obj.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-            wanted = "a string" if name == "model" else "a string or an integer"
+            wanted = "a string or an integer" if name == "id" else "a string"
             problems.append(LineProblem(line, name, f"must be {wanted}, got {type(value).__name__}"))
         optional[name] = None if value is None else str(value)
     if problems:
@@ -231,6 +239,7 @@ def parse_output_line(obj: Any, line: int, contexts: ContextSource) -> tuple[Out
         model=optional["model"],
         id=optional["id"],
         meta=obj.get("meta"),
+        timestamp=optional["timestamp"],
     )
     return record, []
 
@@ -293,7 +302,9 @@ def score_records(
         for r in records:
             context = contexts.get(r.ticker, r.condition)
             result = score_report(r.output, r.task, context, weights, prompt=r.prompt)
-            scored.append(ScoredOutput(r.line, r.ticker, r.task, r.condition, r.model, r.id, result, r.meta))
+            scored.append(
+                ScoredOutput(r.line, r.ticker, r.task, r.condition, r.model, r.id, result, r.meta, r.timestamp)
+            )
     return scored
 
 
@@ -317,7 +328,10 @@ def score_outputs_file(
 
 def summarise(scored: list[ScoredOutput]) -> dict[str, Any]:
     """Totals over scored outputs, per model and per (model, task): count, mean score, tiers, mean
-    hallucinated-number and derived-number error rates, key-fact coverage, and failed consistency checks."""
+    hallucinated-number and derived-number error rates, key-fact coverage, and failed consistency checks.
+
+    Mean scores are rounded to 2 decimals and rates to 4, as in an evaluation's summary
+    (``equitune.evaluate.benchmark.summarise_scores``), so the same answers get the same mean either way."""
 
     def stats(items: list[ScoredOutput]) -> dict[str, Any]:
         def mean(values: list[float | None]) -> float | None:
@@ -327,7 +341,7 @@ def summarise(scored: list[ScoredOutput]) -> dict[str, Any]:
         tiers = Counter(s.score.tier for s in items)
         return {
             "outputs": len(items),
-            "mean_score": mean([s.score.score for s in items]),
+            "mean_score": round(statistics.fmean(s.score.score for s in items), 2) if items else None,
             "tiers": {t.name: tiers.get(t.name, 0) for t in TIERS},
             "hallucination_rate": mean([s.score.fact_check.hallucination_rate for s in items]),
             "derived_error_rate": mean([s.score.fact_check.derived_error_rate for s in items]),
