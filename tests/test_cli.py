@@ -141,7 +141,7 @@ def test_original_scripts_reject_bad_config(in_tmp: Path, repo_root: Path) -> No
         check=False,
     )
     assert result.returncode == 1
-    assert "lora_config.rank = 0" in result.stderr
+    assert "lora_config.rank = 0" in result.stdout + result.stderr  # the checklist's failed configuration item
 
 
 def test_analyze_json_is_the_engine_output(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
