@@ -529,6 +529,9 @@ def evaluate(
         Path | None,
         typer.Option("--score", help="JSONL of outputs made elsewhere: ticker, task, prompt, output per line."),
     ] = None,
+    closed_book: Annotated[
+        bool, typer.Option("--closed-book", help="Held-out prompts without their DATA block (answers from memory).")
+    ] = False,
     run_name: Annotated[str | None, typer.Option("--run", help="Name of the results folder.")] = None,
     endpoint: Annotated[
         str | None, typer.Option("--endpoint", help="OpenAI-compatible server that serves the models (its /v1 URL).")
@@ -544,6 +547,8 @@ def evaluate(
 ) -> None:
     """Score models on held-out prompts (rubric + numeric fact-check); benchmark, compare, or score a file."""
     cfg = _load(config, sets)
+    if closed_book:
+        cfg.evaluation.closed_book = True
     names = list(models or [])
     if score is not None:
         given = {
@@ -555,6 +560,7 @@ def evaluate(
             "--samples": samples,
             "--judge": judge,
             "--endpoint": endpoint,
+            "--closed-book": closed_book,
         }
         clashing = [flag for flag, value in given.items() if value]
         if clashing:

@@ -209,6 +209,9 @@ class EvaluationConfig(_Section):
     conditions: list[str] = Field(
         default_factory=lambda: ["base"], description="Market conditions of the default prompts."
     )
+    closed_book: bool = Field(
+        False, description="Default prompts without their DATA block: what a model states from memory."
+    )
     max_prompts: int | None = Field(
         None, ge=1, description="Use at most N default prompts, spread over families (null = all)."
     )

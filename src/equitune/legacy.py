@@ -117,6 +117,7 @@ def evaluate_model_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prompts", type=Path, help="prompt file (JSONL or text) instead of the held-out set")
     parser.add_argument("--samples", type=int, help="sampled answers per prompt (default 1, greedy)")
     parser.add_argument("--judge", help="also score the answers with this model as a judge")
+    parser.add_argument("--closed-book", action="store_true", help="held-out prompts without their DATA block")
     parser.add_argument("--run", help="name of the results folder under evaluation_results/")
     parser.add_argument("--config", type=Path, help="config file (default ./finetune_config.json)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -124,7 +125,12 @@ def evaluate_model_main(argv: Sequence[str] | None = None) -> int:
     from equitune.cli import main
 
     forwarded = ["evaluate", *args.models]
-    switches = {"--benchmark": args.benchmark, "--compare": args.compare, "--no-progress": args.no_progress}
+    switches = {
+        "--benchmark": args.benchmark,
+        "--compare": args.compare,
+        "--closed-book": args.closed_book,
+        "--no-progress": args.no_progress,
+    }
     forwarded += [flag for flag, on in switches.items() if on]
     for flag, value in (
         ("--baseline", args.baseline),

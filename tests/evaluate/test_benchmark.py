@@ -428,3 +428,14 @@ def test_score_refuses_generation_flags(in_tmp: Path, capsys: pytest.CaptureFixt
     assert "--benchmark" in capsys.readouterr().err
     assert main(["evaluate", "m", "--benchmark", "--endpoint", "http://127.0.0.1:9/v1"]) == 1
     assert "--baseline" in capsys.readouterr().err
+
+
+def test_closed_book_prompts_have_no_data_block(
+    contexts: ContextSource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    grounded = default_prompts(EquituneConfig.model_validate({"evaluation": {"max_prompts": 6}}), contexts=contexts)
+    config = EquituneConfig.model_validate({"evaluation": {"max_prompts": 6, "closed_book": True}})
+    closed = default_prompts(config, contexts=contexts)
+    assert [c.prompt for c in closed] == [g.prompt.split("\n\nDATA\n")[0] for g in grounded]
+    assert all("DATA" not in c.prompt and c.id.endswith("-closed") for c in closed)

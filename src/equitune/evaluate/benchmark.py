@@ -546,7 +546,8 @@ def evaluate_models(
             companies = len({p.ticker for p in prompts})
             prompts_source = (
                 f"test split: {companies} companies x {len(ev.families)} families x "
-                f"{', '.join(ev.conditions)} ({len(prompts)} prompts)"
+                f"{', '.join(ev.conditions)} ({len(prompts)} prompts"
+                + (", closed-book: no DATA block)" if ev.closed_book else ")")
             )
     else:
         prompts_source = f"given ({len(prompts)} prompts)"

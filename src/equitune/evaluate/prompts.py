@@ -115,7 +115,9 @@ def default_prompts(
     """Held-out prompts: test-split companies x ``evaluation.families`` x ``evaluation.conditions``.
 
     With ``max_prompts`` (default ``evaluation.max_prompts``) the set is cut after interleaving families
-    (company 1 in every family, then company 2, ...), so a short run still covers every family."""
+    (company 1 in every family, then company 2, ...), so a short run still covers every family. With
+    ``evaluation.closed_book`` each prompt is the bare request without its DATA block: the answers show what a
+    model states about a company from memory, and the fact-check scores those figures against the same data."""
     source = contexts or ContextSource.from_config(config)
     tickers = held_out_tickers(config, source.tickers())
     if not tickers:
@@ -130,9 +132,11 @@ def default_prompts(
             ctx = source.get(ticker, condition)
             for task in config.evaluation.families:
                 prompt, reference = standard_prompt(ctx, task, config.evaluation.seed)
+                if config.evaluation.closed_book:
+                    prompt = prompt.split("\n\nDATA\n", 1)[0]
                 prompts.append(
                     EvalPrompt(
-                        id=f"{ticker}-{task}-{condition}",
+                        id=f"{ticker}-{task}-{condition}" + ("-closed" if config.evaluation.closed_book else ""),
                         ticker=ticker,
                         task=task,
                         condition=condition,
