@@ -86,6 +86,11 @@ class TrainingConfig(_Section):
     backend: Literal["auto", "transformers", "unsloth", "mlx"] = Field(
         "auto", description="Trainer backend; auto picks unsloth on CUDA, mlx on Apple Silicon, else transformers."
     )
+    distributed_strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="With --distributed: ddp replicates the model on every process; fsdp also shards the frozen base "
+        "weights of each decoder layer over the processes (FSDP), for bases too large for one device.",
+    )
     output_name: str = Field("equity_research_llama", min_length=1, description="Folder under finetuned_models/.")
 
 

@@ -100,8 +100,9 @@ def test_flag_errors(in_tmp: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="--gpus 2 means CPU gloo processes only without CUDA")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(
-    in_tmp: Path, capsys: pytest.CaptureFixture[str]
+    in_tmp: Path, capsys: pytest.CaptureFixture[str], strategy: str
 ) -> None:
     tiny.save_tiny(in_tmp / "base")
     data = in_tmp / "td"
@@ -114,7 +115,10 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(
 
     assert main([*common, "--name", "single", *_sets(4)]) == 0
     capsys.readouterr()
-    assert main([*common, "--name", "ddp", "--distributed", "--gpus", "2", *_sets(2)]) == 0, capsys.readouterr()
+    strategy_set = ["--set", f"training.distributed_strategy={strategy}"]
+    assert main([*common, "--name", "ddp", "--distributed", "--gpus", "2", *_sets(2), *strategy_set]) == 0, (
+        capsys.readouterr()
+    )
     out, err = capsys.readouterr()
     assert "Trained 5 steps" in out
     assert "runs 2 CPU processes with the gloo backend" in " ".join(err.split())
@@ -137,5 +141,7 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(
         assert any(w.abs().max() > 0.01 for w in w1.values())  # the adapters did move
     report = json.loads((ddp / "training_report.json").read_text())
     assert report["processes"] == 2 and report["global_batch_size"] == 8
+    assert report["distributed_strategy"] == strategy
+    assert report["sharded_layers"] == (2 if strategy == "fsdp" else 0)  # the tiny model's two decoder layers
     assert json.loads((single / "training_report.json").read_text())["global_batch_size"] == 8
     assert sorted(p.name for p in ddp.iterdir() if p.name.startswith(".")) == []  # no temporary leftovers

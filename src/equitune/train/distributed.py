@@ -16,6 +16,15 @@ Every worker (``train/worker.py``) runs the same ``run_training`` -> ``train`` r
   rank; only rank 0 writes files (metrics, checkpoints, adapter, report).
 
 The ``World`` is what the loop sees: rank, size and the collective functions passed in (no trainer subclass).
+
+``training.distributed_strategy: fsdp`` adds PyTorch's FSDP (``fully_shard``) over the decoder layers, sharding
+only their frozen base weights: each rank keeps 1/N of every layer's base weights and gathers a layer's weights
+for its forward and backward pass, so a base too large for one device's memory can be trained. The LoRA weights
+are left out of the sharding (``ignored_params``): they stay whole on every rank and their gradients are summed
+exactly as above, so adapters, optimiser state, checkpoints and resume are the same files as in a ddp run, and
+the run still equals a single-process run. Embeddings, final norm and head stay whole (replicated). Every layer
+reshards after each forward pass (also in evaluation), so all ranks gather the same layers in the same order
+whatever rank 0 alone does in between (reading the adapter's state dict to save it reshards too).
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ class World:
     all_reduce: Callable[[torch.Tensor], None] | None = None
     barrier: Callable[[], None] | None = None
     device: str | None = None
+    sharded: bool = False  # FSDP shards layer weights: every rank must run every forward and backward pass
 
     def __post_init__(self) -> None:
         if self.size < 1 or not 0 <= self.rank < self.size:
@@ -147,6 +157,35 @@ class World:
 
 
 SINGLE = World()
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The repeated transformer blocks of ``model`` (a PEFT-wrapped or plain causal LM): the children of the first
+    ``ModuleList`` whose modules are all decoder layers or blocks."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0:
+            names = {type(child).__name__ for child in module}
+            if all(name.endswith(("DecoderLayer", "Block", "Layer")) for name in names):
+                return list(module)
+    return []
+
+
+def shard_frozen_weights(model: Any) -> int:
+    """FSDP over the decoder layers of ``model``, sharding their frozen weights and leaving the trainable (LoRA)
+    ones whole (see the module docstring); returns the number of layers sharded. Needs the process group."""
+    from torch.distributed.fsdp import fully_shard
+
+    layers = decoder_layers(model)
+    if not layers:
+        raise EquituneError(
+            f"training.distributed_strategy 'fsdp': no decoder layers found in {type(model).__name__}; use 'ddp'"
+        )
+    for layer in layers:
+        trainable = {p for p in layer.parameters() if p.requires_grad}
+        fully_shard(layer, ignored_params=trainable, reshard_after_forward=True)
+    return len(layers)
 
 
 def init_world(backend: str, device_kind: str) -> World:

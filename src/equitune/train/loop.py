@@ -17,6 +17,7 @@ Output folder::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import json
@@ -234,6 +235,8 @@ def evaluate(
     try:
         for batch in world.shard(batches)(dataset, batch_size * world.size, 0, 0):
             if batch.input_ids.shape[0] == 0:  # this rank's share of a small last batch
+                if world.sharded:
+                    _idle_pass(model, loss_fn, device, precision, backward=False)
                 continue
             with _autocast(precision, device):
                 total += float(loss_fn(model, _to(batch, device)))
@@ -242,6 +245,18 @@ def evaluate(
         model.train(was_training)
     total_all, count_all = world.sum(total, count)
     return total_all / max(count_all, 1)
+
+
+def _idle_pass(model: Any, loss_fn: LossFn, device: torch.device, precision: str, backward: bool) -> None:
+    """A pass that changes nothing, for a rank with no rows in a batch when FSDP shards the layers: the other
+    ranks gather each layer's weights from every rank, so this one must run the forward (and backward) too.
+    One token of loss multiplied by zero: the gradients it adds are exact zeros."""
+    ids = torch.zeros((1, 2), dtype=torch.long, device=device)
+    labels = torch.tensor([[IGNORE_INDEX, 0]], dtype=torch.long, device=device)
+    with _autocast(precision, device):
+        nothing = loss_fn(model, Batch(ids, torch.ones_like(ids), labels, ())) * 0.0
+    if backward:
+        nothing.backward()
 
 
 def _save_adapter(model: Any, tokenizer: Any, target: Path, info: dict[str, Any]) -> None:
@@ -379,6 +394,13 @@ def train(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model.train()
+    sharded_layers = 0
+    if world.size > 1 and config.distributed_strategy == "fsdp":
+        from equitune.train.distributed import shard_frozen_weights
+
+        sharded_layers = shard_frozen_weights(model)
+        world = dataclasses.replace(world, sharded=True)
+        log.info("fsdp: frozen weights of %d decoder layers sharded over %d processes", sharded_layers, world.size)
     params = [p for p in model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -466,6 +488,8 @@ def train(
             loss_sum = 0.0
             for batch in micro:
                 if batch.input_ids.shape[0] == 0:  # this rank's share of a small last batch
+                    if world.sharded:
+                        _idle_pass(model, loss_fn, device, precision, backward=True)
                     continue
                 with _autocast(precision, device):
                     part = loss_fn(model, _to(batch, device))
@@ -598,6 +622,8 @@ def train(
             "tokens_per_s": round(tokens_per_s, 2),
             "precision": precision,
             "processes": world.size,
+            "distributed_strategy": config.distributed_strategy if world.size > 1 else None,
+            "sharded_layers": sharded_layers,
             "global_batch_size": global_batch * accum,
             "train_loss_first": state.train_loss_first,
             "train_loss_last": state.train_loss_last,
