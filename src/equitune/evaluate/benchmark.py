@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from equitune.errors import EquituneError
 from equitune.evaluate.prompts import EvalPrompt, default_prompts, load_prompts
 from equitune.evaluate.rubric import RubricScore, score_report
-from equitune.evaluate.scoring import ContextSource, paused_gc
-from equitune.evaluate.weights import CATEGORIES, TIERS, RubricWeights, tier_for
+from equitune.evaluate.scoring import ContextSource, mean_rate, paused_gc, summarise_scores
+from equitune.evaluate.weights import CATEGORIES, RubricWeights
 
 if TYPE_CHECKING:
     from equitune.config import EquituneConfig
@@ -187,8 +187,8 @@ def paired_comparison(
     rates = {}
     for rate in ("hallucination_rate", "derived_error_rate", "key_fact_coverage"):
         rates[rate] = {
-            "candidate": _mean_rate([s for p in ids for s in candidate[p]], rate),
-            "baseline": _mean_rate([s for p in ids for s in baseline[p]], rate),
+            "candidate": mean_rate([s for p in ids for s in candidate[p]], rate),
+            "baseline": mean_rate([s for p in ids for s in baseline[p]], rate),
         }
     return {
         "candidate": candidate_name,
@@ -207,49 +207,6 @@ def paired_comparison(
         "categories": categories,
         "rates": rates,
         "deltas": deltas,
-    }
-
-
-def _mean_rate(scores: list[RubricScore], rate: str) -> float | None:
-    values = [getattr(s.fact_check, rate) for s in scores]
-    present = [v for v in values if v is not None]
-    return round(sum(present) / len(present), 4) if present else None
-
-
-def summarise_scores(scores: list[RubricScore]) -> dict[str, Any]:
-    """The ``summary`` block of a model (or of one task of a model): means, tiers and fact-check rates."""
-    if not scores:
-        return {
-            "outputs": 0,
-            "mean_score": None,
-            "std_score": None,
-            "tier": None,
-            "categories": {name: None for name in CATEGORIES},
-            "tiers": {t.name: 0 for t in TIERS},
-            "hallucination_rate": None,
-            "derived_error_rate": None,
-            "key_fact_coverage": None,
-            "figures": 0,
-            "unsupported": 0,
-            "derived_wrong": 0,
-            "failed_consistency": 0,
-        }
-    totals = [s.score for s in scores]
-    mean_score = statistics.fmean(totals)
-    return {
-        "outputs": len(scores),
-        "mean_score": round(mean_score, 2),
-        "std_score": round(statistics.stdev(totals), 2) if len(totals) > 1 else 0.0,
-        "tier": tier_for(mean_score).name,
-        "categories": {name: round(statistics.fmean(s.category(name).score for s in scores), 2) for name in CATEGORIES},
-        "tiers": {t.name: sum(s.tier == t.name for s in scores) for t in TIERS},
-        "hallucination_rate": _mean_rate(scores, "hallucination_rate"),
-        "derived_error_rate": _mean_rate(scores, "derived_error_rate"),
-        "key_fact_coverage": _mean_rate(scores, "key_fact_coverage"),
-        "figures": sum(len(s.fact_check.figures) for s in scores),
-        "unsupported": sum(s.fact_check.count("unsupported") for s in scores),
-        "derived_wrong": sum(s.fact_check.count("derived_wrong") for s in scores),
-        "failed_consistency": sum(len(s.fact_check.failed_consistency()) for s in scores),
     }
 
 
@@ -595,6 +552,50 @@ def evaluate_models(
         finally:
             judge_runtime.close()
 
+    decoding = {
+        "temperature": generation_options(config, 0, k).temperature,
+        "repeat_penalty": ev.repeat_penalty,
+        "samples": k,
+        "max_tokens": ev.max_tokens,
+    }
+    result = _finish(
+        config,
+        mode,
+        decoding,
+        prompts_source,
+        [p.to_dict() for p in prompts],
+        model_blocks,
+        answers,
+        comparison=comparison,
+        judged=judged,
+        run_name=run_name,
+        out_dir=out_dir,
+        write=write,
+    )
+    results = result.results
+    if record:
+        record_scores(config, models, results)
+    return result
+
+
+def _finish(
+    config: EquituneConfig,
+    mode: str,
+    decoding: dict[str, Any],
+    prompts_source: str,
+    prompts: list[dict[str, Any]],
+    model_blocks: list[dict[str, Any]],
+    answers: list[Answer],
+    *,
+    comparison: dict[str, Any] | None = None,
+    judged: dict[str, Any] | None = None,
+    run_name: str | None = None,
+    out_dir: str | Path | None = None,
+    write: bool = True,
+) -> EvaluationRun:
+    """The results.json document of a run (named by ``fresh_run_name``), written with its summary and HTML report
+    under ``out_dir`` or ``paths.evaluation_results/<run>`` when ``write``."""
+    ev = config.evaluation
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     run = fresh_run_name(config, run_name, f"{created:%Y%m%d-%H%M%S}-{mode}", out_dir)
     results = {
@@ -603,17 +604,14 @@ def evaluate_models(
         "created": created.isoformat(),
         "mode": mode,
         "settings": {
-            "weights": weights.as_dict(),
-            "temperature": generation_options(config, 0, k).temperature,
-            "repeat_penalty": ev.repeat_penalty,
-            "samples": k,
-            "max_tokens": ev.max_tokens,
+            "weights": ev.weights.as_dict(),
+            **decoding,
             "seed": ev.seed,
             "bootstrap_resamples": ev.bootstrap_resamples,
             "confidence": ev.confidence,
             "prompts_source": prompts_source,
         },
-        "prompts": [p.to_dict() for p in prompts],
+        "prompts": prompts,
         "models": model_blocks,
         "outputs": [a.to_dict() for a in answers],
         "comparison": comparison,
@@ -623,12 +621,10 @@ def evaluate_models(
     if write:
         from equitune.evaluate.results import write_results
 
-        folder = Path(out_dir) if out_dir is not None else Path(config.paths.evaluation_results) / run
+        folder = Path(out_dir) if out_dir else Path(config.paths.evaluation_results) / run
         result.out_dir = folder
         result.paths = write_results(folder, results)
         log.info("Evaluation results written to %s", folder)
-    if record:
-        record_scores(config, models, results)
     return result
 
 
@@ -896,49 +892,30 @@ def score_file_results(
     for record in records:
         key = (record.ticker, record.task, record.condition, record.prompt)
         prompt = prompts.get(key)
+        record_id = record.id or f"line-{record.line}"
         if prompt is None:
-            ident = record.id or f"line-{record.line}"
-            prompt = prompts[key] = EvalPrompt(ident, record.ticker, record.task, record.condition, record.prompt, None)
+            prompt = EvalPrompt(record_id, record.ticker, record.task, record.condition, record.prompt, None)
+            prompts[key] = prompt
         model = record.model or "(unnamed)"
         sample = seen_per_model.get((prompt.id, model), 0)
         seen_per_model[(prompt.id, model)] = sample + 1
         score = _score(record.output, prompt, source, config.evaluation.weights)
-        answers.append(
-            Answer(prompt, model, sample, record.output, score, record_id=record.id or f"line-{record.line}")
-        )
+        answers.append(Answer(prompt, model, sample, record.output, score, record_id=record_id))
     models = sorted({a.model for a in answers})
-    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    run = fresh_run_name(config, run_name, f"{created:%Y%m%d-%H%M%S}-score", None if write else "")
-    ev = config.evaluation
-    results = {
-        "schema_version": 1,
-        "run": run,
-        "created": created.isoformat(),
-        "mode": "score",
-        "settings": {
-            "weights": ev.weights.as_dict(),
-            "temperature": None,
-            "samples": max(seen_per_model.values()),
-            "max_tokens": None,
-            "seed": ev.seed,
-            "bootstrap_resamples": ev.bootstrap_resamples,
-            "confidence": ev.confidence,
-            "prompts_source": f"scored file {path} ({len(records)} lines)",
-        },
-        "prompts": [p.to_dict() for p in prompts.values()],
-        "models": [
-            _model_block(ModelEntry(m, str(path), "model", runtime="file"), [a for a in answers if a.model == m], None)
-            for m in models
-        ],
-        "outputs": [a.to_dict() for a in answers],
-        "comparison": None,
-        "judge": None,
-    }
-    result = EvaluationRun(results=results, answers=answers)
-    if write:
-        from equitune.evaluate.results import write_results
-
-        folder = Path(config.paths.evaluation_results) / run
-        result.out_dir = folder
-        result.paths = write_results(folder, results)
-    return result
+    blocks = [
+        _model_block(ModelEntry(m, str(path), "model", runtime="file"), [a for a in answers if a.model == m], None)
+        for m in models
+    ]
+    decoding = {"temperature": None, "samples": max(seen_per_model.values()), "max_tokens": None}
+    return _finish(
+        config,
+        "score",
+        decoding,
+        f"scored file {path} ({len(records)} lines)",
+        [p.to_dict() for p in prompts.values()],
+        blocks,
+        answers,
+        run_name=run_name,
+        out_dir=None if write else "",  # not written: no folder to keep clear
+        write=write,
+    )

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import gc
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 from equitune.data.families import FAMILY_IDS
 from equitune.errors import DataError
-from equitune.evaluate.rubric import DEFAULT_WEIGHTS, TIERS, RubricScore, RubricWeights, score_report
+from equitune.evaluate.rubric import DEFAULT_WEIGHTS, RubricScore, RubricWeights, score_report
+from equitune.evaluate.weights import CATEGORIES, TIERS, tier_for
 from equitune.finance.conditions import CONDITIONS
 
 if TYPE_CHECKING:
@@ -326,31 +327,57 @@ def score_outputs_file(
     return score_records(records, source, weights or DEFAULT_WEIGHTS)
 
 
-def summarise(scored: list[ScoredOutput]) -> dict[str, Any]:
-    """Totals over scored outputs, per model and per (model, task): count, mean score, tiers, mean
-    hallucinated-number and derived-number error rates, key-fact coverage, and failed consistency checks.
+def mean_rate(scores: list[RubricScore], rate: str) -> float | None:
+    """The mean of a fact-check rate over the scores that have it (4 decimals; None when none has it)."""
+    values = [getattr(s.fact_check, rate) for s in scores]
+    present = [v for v in values if v is not None]
+    return round(sum(present) / len(present), 4) if present else None
 
-    Mean scores are rounded to 2 decimals and rates to 4, as in an evaluation's summary
-    (``equitune.evaluate.benchmark.summarise_scores``), so the same answers get the same mean either way."""
+
+def summarise_scores(scores: list[RubricScore]) -> dict[str, Any]:
+    """The ``summary`` block of a model (or of one task of a model): means, tiers and fact-check rates."""
+    if not scores:
+        return {
+            "outputs": 0,
+            "mean_score": None,
+            "std_score": None,
+            "tier": None,
+            "categories": {name: None for name in CATEGORIES},
+            "tiers": {t.name: 0 for t in TIERS},
+            "hallucination_rate": None,
+            "derived_error_rate": None,
+            "key_fact_coverage": None,
+            "figures": 0,
+            "unsupported": 0,
+            "derived_wrong": 0,
+            "failed_consistency": 0,
+        }
+    totals = [s.score for s in scores]
+    mean_score = statistics.fmean(totals)
+    return {
+        "outputs": len(scores),
+        "mean_score": round(mean_score, 2),
+        "std_score": round(statistics.stdev(totals), 2) if len(totals) > 1 else 0.0,
+        "tier": tier_for(mean_score).name,
+        "categories": {name: round(statistics.fmean(s.category(name).score for s in scores), 2) for name in CATEGORIES},
+        "tiers": {t.name: sum(s.tier == t.name for s in scores) for t in TIERS},
+        "hallucination_rate": mean_rate(scores, "hallucination_rate"),
+        "derived_error_rate": mean_rate(scores, "derived_error_rate"),
+        "key_fact_coverage": mean_rate(scores, "key_fact_coverage"),
+        "figures": sum(len(s.fact_check.figures) for s in scores),
+        "unsupported": sum(s.fact_check.count("unsupported") for s in scores),
+        "derived_wrong": sum(s.fact_check.count("derived_wrong") for s in scores),
+        "failed_consistency": sum(len(s.fact_check.failed_consistency()) for s in scores),
+    }
+
+
+def summarise(scored: list[ScoredOutput]) -> dict[str, Any]:
+    """Totals over scored outputs, overall, per model and per (model, task): the ``summarise_scores`` block of
+    each (count, mean score and its tier, category means, tiers, fact-check rates and counts), the same block an
+    evaluation writes for a model, so the same answers get the same figures either way."""
 
     def stats(items: list[ScoredOutput]) -> dict[str, Any]:
-        def mean(values: list[float | None]) -> float | None:
-            present = [v for v in values if v is not None]
-            return round(sum(present) / len(present), 4) if present else None
-
-        tiers = Counter(s.score.tier for s in items)
-        return {
-            "outputs": len(items),
-            "mean_score": round(statistics.fmean(s.score.score for s in items), 2) if items else None,
-            "tiers": {t.name: tiers.get(t.name, 0) for t in TIERS},
-            "hallucination_rate": mean([s.score.fact_check.hallucination_rate for s in items]),
-            "derived_error_rate": mean([s.score.fact_check.derived_error_rate for s in items]),
-            "key_fact_coverage": mean([s.score.fact_check.key_fact_coverage for s in items]),
-            "figures": sum(len(s.score.fact_check.figures) for s in items),
-            "derived_wrong": sum(s.score.fact_check.count("derived_wrong") for s in items),
-            "unsupported": sum(s.score.fact_check.count("unsupported") for s in items),
-            "failed_consistency": sum(len(s.score.fact_check.failed_consistency()) for s in items),
-        }
+        return summarise_scores([s.score for s in items])
 
     by_model: dict[str, list[ScoredOutput]] = defaultdict(list)
     by_task: dict[tuple[str, str], list[ScoredOutput]] = defaultdict(list)
