@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from equitune.data.families import FAMILY_IDS, get_family
 from equitune.data.schema import SYSTEM_PROMPT
 from equitune.errors import DataError
-from equitune.evaluate.scoring import ContextSource, LineProblem
+from equitune.evaluate.scoring import ContextSource, LineProblem, unknown_condition, unknown_ticker
 from equitune.finance.conditions import CONDITIONS
 
 if TYPE_CHECKING:
@@ -199,19 +199,11 @@ def _known(
     if not isinstance(ticker, str) or not ticker.strip():
         problems.append(LineProblem(number, "ticker", "missing"))
     elif resolved is None:
-        from equitune.market.base import closest_tickers
-
-        close = closest_tickers(ticker, source.tickers(), n=3)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        problems.append(LineProblem(number, "ticker", f"unknown ticker '{ticker}' (not in the market data{hint})"))
+        problems.append(unknown_ticker(ticker, number, source))
     if task not in FAMILY_IDS:
         problems.append(LineProblem(number, "task", f"unknown task {task!r} (expected one of {', '.join(FAMILY_IDS)})"))
     if condition not in CONDITIONS:
-        problems.append(
-            LineProblem(
-                number, "condition", f"unknown condition {condition!r} (expected one of {', '.join(CONDITIONS)})"
-            )
-        )
+        problems.append(unknown_condition(condition, number))
     if len(problems) > before or resolved is None:
         return None
     return resolved, str(task), str(condition)

@@ -192,6 +192,20 @@ def _string(obj: dict[str, Any], name: str, line: int, problems: list[LineProble
     return value
 
 
+def unknown_ticker(ticker: str, line: int, contexts: ContextSource) -> LineProblem:
+    """The problem of a ticker the market data does not hold, naming the closest ones it does."""
+    from equitune.market.base import closest_tickers
+
+    close = closest_tickers(ticker, contexts.tickers(), n=3)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    return LineProblem(line, "ticker", f"unknown ticker '{ticker}' (not in the market data{hint})")
+
+
+def unknown_condition(condition: object, line: int) -> LineProblem:
+    """The problem of a market condition that is not one of ``CONDITIONS``."""
+    return LineProblem(line, "condition", f"unknown condition {condition!r} (expected one of {', '.join(CONDITIONS)})")
+
+
 def parse_output_line(obj: Any, line: int, contexts: ContextSource) -> tuple[OutputRecord | None, list[LineProblem]]:
     """Check one parsed line; the record, or every problem found in it."""
     if not isinstance(obj, dict):
@@ -209,18 +223,12 @@ def parse_output_line(obj: Any, line: int, contexts: ContextSource) -> tuple[Out
         problems.append(LineProblem(line, "task", f"unknown task '{task}' (expected one of {', '.join(FAMILY_IDS)})"))
     known = contexts.resolve(ticker) if ticker.strip() else None
     if ticker.strip() and known is None:
-        from equitune.market.base import closest_tickers
-
-        close = closest_tickers(ticker, contexts.tickers(), n=3)
-        hint = f"; closest: {', '.join(close)}" if close else ""
-        problems.append(LineProblem(line, "ticker", f"unknown ticker '{ticker}' (not in the market data{hint})"))
+        problems.append(unknown_ticker(ticker, line, contexts))
     condition = obj.get("condition", "base")
     if condition is None:
         condition = "base"
     if not isinstance(condition, str) or condition not in CONDITIONS:
-        problems.append(
-            LineProblem(line, "condition", f"unknown condition {condition!r} (expected one of {', '.join(CONDITIONS)})")
-        )
+        problems.append(unknown_condition(condition, line))
     optional: dict[str, str | None] = {}
     for name, types in (("model", (str,)), ("id", (str, int)), ("timestamp", (str,))):
         value = obj.get(name)

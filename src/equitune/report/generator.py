@@ -45,6 +45,7 @@ from equitune.errors import EquituneError
 from equitune.evaluate.factcheck import LABELS, FactCheckResult, FigureCheck, fact_check, stated_ratings
 from equitune.io import atomic_write_text
 from equitune.serve.runtime import Generation, GenerationOptions, Message, ModelRuntimeError, Runtime
+from equitune.train.base_model import EMBEDDED_NAME
 
 if TYPE_CHECKING:
     from equitune.config import EquituneConfig
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DEFAULT = "smollm2:135m"
+EMBEDDED_DEFAULT = EMBEDDED_NAME
 ReportFormat = Literal["md", "html", "both"]
 FORMATS: tuple[str, ...] = ("md", "html", "both")
 

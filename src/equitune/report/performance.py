@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from equitune.evaluate.results import RATE_NAMES
 from equitune.evaluate.weights import CATEGORIES, TIERS, tier_for
 from equitune.io import atomic_write_text
 from equitune.report import charts
@@ -28,7 +29,7 @@ MARKDOWN_FILE = "report.md"
 CHARTS_DIR = "report_files"
 SCORE_BINS = tuple(float(b) for b in range(0, 101, 10))
 """The score distribution's bin edges: ten 10-point bands from 0 to 100."""
-RATES = ("hallucination_rate", "derived_error_rate", "key_fact_coverage")
+RATES = RATE_NAMES
 RATE_LABELS = {
     "hallucination_rate": "hallucination rate",
     "derived_error_rate": "derived-figure error rate",
