@@ -39,6 +39,7 @@ import equitune
 from equitune.config import EquituneConfig
 from equitune.errors import ConfigError, EquituneError
 from equitune.io import atomic_write_json
+from equitune.registry import sha256_file
 
 log = logging.getLogger("equitune.pipeline")
 
@@ -219,15 +220,6 @@ def missing_outputs(outputs: Mapping[str, Any]) -> list[str]:
     """The paths in ``outputs["files"]`` that no longer exist (a step whose files are gone is redone)."""
     files = outputs.get("files") or {}
     return [str(p) for p in files.values() if not Path(p).exists()]
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextlib.contextmanager
