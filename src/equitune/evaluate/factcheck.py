@@ -1216,14 +1216,15 @@ def _stated(found: list[_Found], quantity: str, text: str, near: _Found | None =
     if not named:
         return None
     if near is not None:
-        paired = [f for f in named if near.figure.raw in _line(text, f.figure.start)]
+        paired = [f for f in named if near.figure.raw in line_at(text, f.figure.start)]
         named = paired or named
     counts = Counter(round(f.value, 12) for f in named)
     top = max(counts.values())
     return next(f for f in named if counts[round(f.value, 12)] == top)
 
 
-def _line(text: str, at: int) -> str:
+def line_at(text: str, at: int) -> str:
+    """The whole line of ``text`` that holds position ``at`` (without its newline)."""
     end = text.find("\n", at)
     return text[text.rfind("\n", 0, at) + 1 : end if end >= 0 else len(text)]
 

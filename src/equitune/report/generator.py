@@ -42,7 +42,7 @@ from equitune.data.blocks import data_block, money, mult, pct, price
 from equitune.data.families import FAMILY_IDS, get_family
 from equitune.data.schema import SYSTEM_PROMPT
 from equitune.errors import EquituneError
-from equitune.evaluate.factcheck import LABELS, FactCheckResult, FigureCheck, fact_check, stated_ratings
+from equitune.evaluate.factcheck import LABELS, FactCheckResult, FigureCheck, fact_check, line_at, stated_ratings
 from equitune.io import atomic_write_text
 from equitune.serve.runtime import Generation, GenerationOptions, Message, ModelRuntimeError, Runtime
 from equitune.train.base_model import EMBEDDED_NAME
@@ -287,11 +287,6 @@ _FISCAL_YEAR = re.compile(r"\bFY(\d{4})(E?)\b")
 _FIGURE_FACT_KINDS = {"percent": ("fraction",), "currency": ("per_share", "money"), "multiple": ("multiple",)}
 
 
-def _line_at(text: str, position: int) -> str:
-    end = text.find("\n", position)
-    return text[text.rfind("\n", 0, position) + 1 : end if end >= 0 else len(text)]
-
-
 def _write_value(value: float, kind: str, like: str) -> str:
     """An engine value written the way equitune writes figures, signed when the model's figure was."""
     if kind == "fraction":
@@ -333,7 +328,7 @@ def _correction(
     check: FigureCheck, previous: FigureCheck | None, ctx: ExampleContext, text: str
 ) -> tuple[str, str] | None:
     """(replacement text, fact name) for a derived-wrong figure, or None to flag it instead."""
-    name = _correction_fact(check, previous, ctx, _line_at(text, check.start))
+    name = _correction_fact(check, previous, ctx, line_at(text, check.start))
     fact = ctx.facts.facts.get(name) if name else None
     if fact is None or fact.kind not in _FIGURE_FACT_KINDS.get(check.kind, ()):
         return None
