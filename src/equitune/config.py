@@ -78,10 +78,17 @@ class TrainingConfig(_Section):
         3, ge=1, description="Stop after N evaluations without a better validation loss (null = never)."
     )
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+    precision: Literal["auto", "int8", "bf16", "fp16", "fp32"] = Field(
         "auto",
-        description="Compute precision; auto = bf16 on a bf16 GPU and on a CPU where a bf16 matmul measures faster, "
-        "else fp32.",
+        description="Compute precision; int8 (CPU) = int8 matmuls through the frozen base weights, everything else "
+        "and evaluation in fp32; auto = bf16 on a bf16 GPU, on a CPU int8 or bf16 where it measures faster than "
+        "fp32, else fp32.",
+    )
+    compile: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="torch.compile the decoder layers' training forward (fuses the elementwise work around the "
+        "matmuls; a one-off compilation of 20-60 s, needs a C++ compiler on CPU); auto = on a CPU for models of "
+        "50M parameters or more; never with gradient checkpointing or fsdp.",
     )
     backend: Literal["auto", "transformers", "unsloth", "mlx"] = Field(
         "auto", description="Trainer backend; auto picks unsloth on CUDA, mlx on Apple Silicon, else transformers."

@@ -65,7 +65,7 @@ def test_training_learns_and_writes_every_artefact(tmp_path: Path, data: tuple[P
     assert result.train_loss_last < 0.5 * result.train_loss_first  # a tiny repeated set is learnt
     assert result.val_loss_before is not None and result.best_val_loss is not None
     assert result.best_val_loss < result.val_loss_before - 1.0
-    assert result.precision in {"bf16", "fp32"} and result.tokens_per_s > 0
+    assert result.precision in {"int8", "bf16", "fp32"} and result.tokens_per_s > 0
 
     metrics = read_metrics(result.metrics_path)
     train_lines = [m for m in metrics if "loss" in m]

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from equitune.train.int8_ops import Int8Weight, int8_matmul
+
 _INT16_SPAN = 1 << 16
 
 
@@ -25,14 +27,24 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int, need_grad: bool
+        ctx: Any,
+        hidden: torch.Tensor,
+        weight: torch.Tensor,
+        targets: torch.Tensor,
+        chunk_rows: int,
+        need_grad: bool,
+        int8_weight: Int8Weight | None,
     ) -> torch.Tensor:
         grad_hidden = torch.empty(hidden.shape if need_grad else (0,), dtype=torch.float32, device=hidden.device)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         w = weight.detach()
         for begin in range(0, hidden.shape[0], chunk_rows):
             end = min(begin + chunk_rows, hidden.shape[0])
-            logits = (hidden[begin:end].detach() @ w.t()).float()
+            rows_in = hidden[begin:end].detach()
+            if int8_weight is not None:  # int8 logits; the gradient below stays in the weight's precision
+                logits = int8_matmul(rows_in, int8_weight.forward_q.t(), int8_weight.forward_scale, None)
+            else:
+                logits = (rows_in @ w.t()).float()
             t = targets[begin:end]
             rows = torch.arange(end - begin, device=hidden.device)
             picked = logits[rows, t]
@@ -50,19 +62,27 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         return total
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         (grad_hidden,) = ctx.saved_tensors
-        return (grad_hidden * grad_output).to(ctx.hidden_dtype), None, None, None, None
+        return (grad_hidden * grad_output).to(ctx.hidden_dtype), None, None, None, None, None
 
 
 def fused_linear_cross_entropy(
-    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_rows: int = 1024
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_rows: int = 1024,
+    int8_weight: Int8Weight | None = None,
 ) -> torch.Tensor:
-    """Summed cross-entropy of the logits ``hidden @ weight.T``; ``weight`` must not require a gradient."""
+    """Summed cross-entropy of the logits ``hidden @ weight.T``; ``weight`` must not require a gradient.
+
+    With ``int8_weight`` (the int8 form of ``weight``, :class:`~equitune.train.int8_ops.Int8Weight`) the logits
+    come from an int8 product (rows of ``hidden`` quantised on the fly); the gradient is still formed with
+    ``weight``: an int8 softmax row would round the many small probabilities of a 49k vocabulary to zero."""
     if weight.requires_grad:
         raise ValueError("fused_linear_cross_entropy treats the lm_head weight as frozen")
     need_grad = hidden.requires_grad and torch.is_grad_enabled()
-    result: torch.Tensor = FusedLinearCrossEntropy.apply(hidden, weight, targets, chunk_rows, need_grad)
+    result: torch.Tensor = FusedLinearCrossEntropy.apply(hidden, weight, targets, chunk_rows, need_grad, int8_weight)
     return result
 
 

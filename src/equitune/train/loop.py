@@ -46,9 +46,11 @@ from equitune.train.checkpoint import (
     replace_dir,
     save_checkpoint,
 )
+from equitune.train.compiled import compile_layers, remove_compile, should_compile
 from equitune.train.dataset import IGNORE_INDEX, Batch, TokenizedDataset, batches_per_epoch, iterate_batches
 from equitune.train.distributed import SINGLE, World
 from equitune.train.fast_ops import fused_linear_cross_entropy, install_fast_dropout
+from equitune.train.int8_ops import cpu_int8_supported, install_int8, remove_int8, speed_ratio
 from equitune.train.report import METRICS_FILE, PLOT_FILE, REPORT_FILE, MetricsLog, plot_loss_curve, write_report
 
 log = logging.getLogger(__name__)
@@ -89,38 +91,43 @@ class TrainResult:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' on a bf16-capable CUDA GPU; on CPU 'bf16' only where a bf16 matmul measures clearly faster
-    than fp32 (:func:`cpu_bf16_speedup`), else 'fp32'. Explicit choices are kept."""
+    """'auto' -> 'bf16' on a bf16-capable CUDA GPU; on CPU 'int8' where the CPU has int8 dot-product instructions
+    (:func:`~equitune.train.int8_ops.cpu_int8_supported`), else 'bf16' where a bf16 matmul measures clearly
+    faster than fp32 (:func:`cpu_bf16_speedup`), else 'fp32'. Explicit choices are kept; 'int8' is CPU only."""
+    if precision == "int8" and device.type != "cpu":
+        raise EquituneError(
+            "training.precision int8 is the CPU path (int8 matmuls through the frozen base weights); "
+            "on a GPU use bf16, fp16 or --use-qlora --4bit"
+        )
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if cpu_int8_supported():
+        log.info("precision auto -> int8 (this CPU has int8 dot-product instructions)")
+        return "int8"
     # CPUs differ: one 2-core AVX512-BF16 machine ran bf16 matmuls at 2.1x fp32, another at 0.57x (and its
     # training step at 0.6x). A 1.3x margin covers the casts and the ops that stay in fp32.
-    return "bf16" if cpu_bf16_speedup() >= 1.3 else "fp32"
+    bf16 = cpu_bf16_speedup()
+    choice = "bf16" if bf16 >= 1.3 else "fp32"
+    log.info("precision auto -> %s (bf16 matmuls measured %.2fx fp32 on this CPU)", choice, bf16)
+    return choice
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_bf16_speedup() -> float:
     """Measured bf16/fp32 throughput ratio of a training-sized matmul on this CPU (about 0.2 s, cached)."""
     a, w = torch.randn(1024, 576), torch.randn(1536, 576)
-    rates = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x, y = a.to(dtype), w.to(dtype)
-        F.linear(x, y)
-        started, runs = time.perf_counter(), 0
-        while runs < 3 or time.perf_counter() - started < 0.08:
-            F.linear(x, y)
-            runs += 1
-        rates[dtype] = runs / (time.perf_counter() - started)
-    ratio = rates[torch.bfloat16] / rates[torch.float32]
+    a16, w16 = a.to(torch.bfloat16), w.to(torch.bfloat16)
+    ratio = speed_ratio(lambda: F.linear(a16, w16), lambda: F.linear(a, w))
     log.debug("CPU bf16/fp32 matmul throughput: %.2fx", ratio)
     return ratio
 
 
 def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    # bf16 runs on bf16 base weights (cast once in ``train``), so it needs no autocast; only fp16 does.
-    if precision in ("fp32", "bf16"):
+    # bf16 runs on bf16 base weights (cast once in ``train``) and int8 through its own layers
+    # (``train/int8_ops.py``), so neither needs autocast; only fp16 does.
+    if precision != "fp16":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.float16)
 
@@ -197,7 +204,8 @@ def causal_lm_loss(model: Any, batch: Batch) -> torch.Tensor:
     hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)[0]
     hidden = hidden[:, :-1][keep]
     if type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad:
-        return fused_linear_cross_entropy(hidden, head.weight, targets, LOSS_CHUNK_ROWS)
+        int8_weight = getattr(head, "int8_logits", None) if head.training and torch.is_grad_enabled() else None
+        return fused_linear_cross_entropy(hidden, head.weight, targets, LOSS_CHUNK_ROWS, int8_weight)
     rows = hidden.shape[0]
     if rows <= LOSS_CHUNK_ROWS:
         return _chunk_loss(head, hidden, targets)
@@ -390,10 +398,21 @@ def train(
     torch.manual_seed(config.seed)  # the adapters' initialisation
     model = wrap_lora(model, lora, init_adapter)
     install_fast_dropout(model)
+    if precision == "int8":
+        if world.size > 1 and config.distributed_strategy == "fsdp":
+            raise EquituneError(
+                "training.precision int8 keeps whole int8 copies of the base weights, which fsdp shards: "
+                "use precision fp32 with fsdp"
+            )
+        install_int8(model)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     model.train()
+    blockers = ["gradient checkpointing"] if config.gradient_checkpointing else []
+    if world.size > 1 and config.distributed_strategy == "fsdp":
+        blockers.append("fsdp")
+    compiled = should_compile(config.compile, model, device, blockers) and compile_layers(model) > 0
     sharded_layers = 0
     if world.size > 1 and config.distributed_strategy == "fsdp":
         from equitune.train.distributed import shard_frozen_weights
@@ -571,6 +590,10 @@ def train(
         last = save_checkpoint(ckpt_root, state, model, optimizer, scheduler, scaler, adapter_dir, keep_checkpoints)
     if main:
         metrics.rewrite(state.metrics)
+    if compiled:
+        remove_compile(model)
+    if precision == "int8":
+        remove_int8(model)
     plot_path = out / PLOT_FILE
     if main:
         plot_loss_curve(state.metrics, plot_path, title=f"LoRA training{f' of {base_model}' if base_model else ''}")
@@ -621,6 +644,7 @@ def train(
             "train_time_s": round(state.train_time_s, 3),
             "tokens_per_s": round(tokens_per_s, 2),
             "precision": precision,
+            "compiled": compiled,
             "processes": world.size,
             "distributed_strategy": config.distributed_strategy if world.size > 1 else None,
             "sharded_layers": sharded_layers,

@@ -48,9 +48,10 @@ def load_unsloth(
 
 def unsloth_training_config(config: TrainingConfig, *, wrapped: bool) -> TrainingConfig:
     """The settings the loop trains an Unsloth model with. Unsloth chose the base's dtype (bf16/fp16, or 4 bits),
-    so the loop casts nothing ('fp32': no cast, no autocast; PEFT keeps the adapters in float32); and when Unsloth
+    so the loop casts nothing ('fp32': no cast, no autocast; PEFT keeps the adapters in float32) and compiles
+    nothing (Unsloth brings its own kernels); and when Unsloth
     added the adapters it also set up its own gradient checkpointing, which the loop must not enable again."""
-    update: dict[str, Any] = {"precision": "fp32"}
+    update: dict[str, Any] = {"precision": "fp32", "compile": "never"}
     if wrapped:
         update["gradient_checkpointing"] = False
     return config.model_copy(update=update)

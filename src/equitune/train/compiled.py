@@ -1,0 +1,98 @@
+"""``torch.compile`` for the decoder layers' training forward (``training.compile``).
+
+On a CPU the elementwise work around the matmuls (norms, rotary embeddings, activations, the LoRA scaling and
+dropout, the int8 quantisation of ``train/int8_ops.py``) is a large share of a training step when each op is a
+separate pass over memory; TorchInductor fuses it into a few C++ loops. One compiled function serves every layer
+of a class (the layer is an argument, its weights are inputs), so a model compiles once, plus once more with
+dynamic shapes when a second sequence length arrives.
+
+- Only the training forward is compiled: evaluation and no-grad calls run eager (no second compilation, and
+  validation losses from the same code as always).
+- Random ops fall back to eager kernels (``fallback_random``), so dropout masks equal those of an eager run and
+  a resumed run stays identical to an uninterrupted one.
+- A compilation failure (no C++ compiler, an op Dynamo cannot trace) is logged once and the layers run eager.
+- :func:`remove_compile` restores the plain layers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from equitune.train.distributed import decoder_layers
+
+log = logging.getLogger(__name__)
+
+# Models below this size (test models) gain less from fusion than the one-off compilation costs.
+AUTO_MIN_PARAMETERS = 50_000_000
+
+
+class _CompiledForward:
+    """The shared dispatcher of one layer class: compiled in training with a gradient, eager otherwise."""
+
+    def __init__(self, eager: Callable[..., Any]) -> None:
+        self.eager = eager
+        self.compiled = torch.compile(eager)
+        self.failed = False
+
+    def __call__(self, layer: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if self.failed or not (layer.training and torch.is_grad_enabled()):
+            return self.eager(layer, *args, **kwargs)
+        try:
+            return self.compiled(layer, *args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException as exc:  # raised while compiling, before any computation
+            self.failed = True
+            log.warning("torch.compile failed (%s); training continues without it", str(exc).splitlines()[0])
+            return self.eager(layer, *args, **kwargs)
+
+
+def _bind(layer: torch.nn.Module, dispatch: _CompiledForward) -> Callable[..., Any]:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        return dispatch(layer, *args, **kwargs)
+
+    forward.equitune_compiled = True  # type: ignore[attr-defined]
+    return forward
+
+
+def should_compile(setting: str, model: torch.nn.Module, device: torch.device, reasons_off: list[str]) -> bool:
+    """Whether ``training.compile`` = ``setting`` compiles this run. ``auto``: on a CPU, for a model of at least
+    ``AUTO_MIN_PARAMETERS`` parameters, when nothing in ``reasons_off`` (gradient checkpointing, fsdp, ...)
+    rules it out; ``always`` compiles unless ruled out; ``never`` does not."""
+    if setting == "never":
+        return False
+    if reasons_off:
+        log.info("training.compile %s: not compiling (%s)", setting, "; ".join(reasons_off))
+        return False
+    if setting == "always":
+        return True
+    size = sum(p.numel() for p in model.parameters())
+    return device.type == "cpu" and size >= AUTO_MIN_PARAMETERS
+
+
+def compile_layers(model: torch.nn.Module) -> int:
+    """Compile the training forward of every decoder layer of ``model``; returns the number of layers."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fallback_random = True
+    layers = decoder_layers(model)
+    shared: dict[type, _CompiledForward] = {}
+    for layer in layers:
+        cls = type(layer)
+        dispatch = shared.setdefault(cls, _CompiledForward(cls.forward))
+        layer.forward = _bind(layer, dispatch)
+    if layers:
+        log.info("torch.compile: %d decoder layers (compiled on the first training step)", len(layers))
+    return len(layers)
+
+
+def remove_compile(model: torch.nn.Module) -> int:
+    """Undo :func:`compile_layers`: the layers' own ``forward`` again."""
+    removed = 0
+    for layer in decoder_layers(model):
+        if getattr(layer.__dict__.get("forward"), "equitune_compiled", False):
+            del layer.forward
+            removed += 1
+    return removed

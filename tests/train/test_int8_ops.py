@@ -1,0 +1,195 @@
+"""Int8 products through frozen base weights (training.precision int8) against their fp32 forms."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny  # noqa: E402
+
+from equitune.config import LoraConfig, TrainingConfig  # noqa: E402
+from equitune.errors import EquituneError  # noqa: E402
+from equitune.train import int8_ops, loop  # noqa: E402
+from equitune.train.dataset import load_dataset  # noqa: E402
+from equitune.train.fast_ops import fused_linear_cross_entropy  # noqa: E402
+from equitune.train.int8_ops import (  # noqa: E402
+    Int8Linear,
+    Int8Weight,
+    install_int8,
+    quantize_rows,
+    remove_int8,
+    speed_ratio,
+)
+from equitune.train.loop import resolve_precision, wrap_lora  # noqa: E402
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).detach().norm() / b.detach().norm())
+
+
+def test_quantize_rows_round_trips_within_half_a_step() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(33, 70, generator=gen) * torch.logspace(-3, 3, 33).unsqueeze(1)  # rows of very different size
+    x[5] = 0.0
+    q, scale = quantize_rows(x)
+    assert q.dtype == torch.int8 and scale.shape == (33, 1)
+    assert int(q.abs().max()) == 127  # each non-zero row uses the whole range
+    assert torch.all(q[5] == 0)
+    error = (q.float() * scale - x).abs()
+    assert torch.all(error <= scale / 2 + 1e-6 * x.abs())
+
+
+def test_int8_linear_forward_and_input_gradient_are_close_to_fp32_and_exact_in_eval() -> None:
+    gen = torch.Generator().manual_seed(1)
+    layer = torch.nn.Linear(96, 40, bias=True)
+    layer.requires_grad_(False)
+    x = torch.randn(3, 17, 96, generator=gen, requires_grad=True)
+    upstream = torch.randn(3, 17, 40, generator=gen)
+    reference = F.linear(x, layer.weight, layer.bias)
+    (reference * upstream).sum().backward()
+    assert x.grad is not None
+    ref_grad, x.grad = x.grad.clone(), None
+
+    layer.int8_weights = Int8Weight(layer.weight)  # type: ignore[assignment]
+    layer.__class__ = Int8Linear
+    out = layer(x)
+    (out * upstream).sum().backward()
+    assert out.shape == reference.shape
+    assert 0 < _rel(out, reference) < 0.02
+    assert x.grad is not None and 0 < _rel(x.grad, ref_grad) < 0.02
+    layer.eval()  # evaluation: the plain fp32 product
+    assert torch.equal(layer(x), reference)
+    layer.train()
+    with torch.no_grad():
+        assert torch.equal(layer(x), reference)
+
+
+def test_install_and_remove_leave_the_state_dict_alone() -> None:
+    tok = tiny.make_tokenizer()
+    model = wrap_lora(tiny.make_model(len(tok)), LoraConfig(rank=4, alpha=8, dropout=0.0), None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    frozen = [
+        m
+        for name, m in model.named_modules()
+        if type(m) is torch.nn.Linear and not m.weight.requires_grad and "lora_" not in name
+    ]
+    head = model.get_base_model().get_output_embeddings()
+    switched = install_int8(model)
+    assert switched == len(frozen) - 1  # every frozen linear but the output layer
+    assert type(head) is torch.nn.Linear and isinstance(head.int8_logits, Int8Weight)
+    assert all(type(m) is Int8Linear for m in frozen if m is not head)
+    assert not any(type(m) is Int8Linear for name, m in model.named_modules() if "lora_" in name)
+    assert model.state_dict().keys() == before.keys()
+    assert remove_int8(model) == switched
+    assert all(type(m) is torch.nn.Linear and not hasattr(m, "int8_weights") for m in frozen)
+    assert not hasattr(head, "int8_logits")
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_layers_reading_one_tensor_quantise_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[int, ...]] = []
+    real = int8_ops.quantize_rows
+
+    def counting(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(tuple(x.shape))
+        return real(x)
+
+    monkeypatch.setattr(int8_ops, "quantize_rows", counting)
+    layers = [torch.nn.Linear(32, n, bias=False).requires_grad_(False) for n in (32, 8, 8)]
+    for layer in layers:
+        layer.int8_weights = Int8Weight(layer.weight)  # type: ignore[assignment]
+        layer.__class__ = Int8Linear
+    calls.clear()
+    x = torch.randn(2, 5, 32)
+    first = [layer(x) for layer in layers]  # q, k and v of one hidden state
+    assert len(calls) == 1
+    x.mul_(2.0)  # changed in place: its version moves on, so it is quantised again
+    second = [layer(x) for layer in layers]
+    assert len(calls) == 2
+    assert all(torch.allclose(b, 2 * a, rtol=1e-5, atol=1e-6) for a, b in zip(first, second, strict=True))
+    layers[0](x.clone())  # another tensor with the same values
+    assert len(calls) == 3
+
+
+def test_fused_loss_with_int8_logits_is_close_and_keeps_the_fp32_gradient_path() -> None:
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(40, 32, generator=gen, requires_grad=True)
+    weight = torch.randn(300, 32, generator=gen)
+    targets = torch.randint(0, 300, (40,), generator=gen)
+    plain = fused_linear_cross_entropy(hidden, weight, targets, 16)
+    plain.backward()
+    assert hidden.grad is not None
+    plain_grad, hidden.grad = hidden.grad.clone(), None
+    quantised = fused_linear_cross_entropy(hidden, weight, targets, 16, Int8Weight(weight, backward=False))
+    quantised.backward()
+    assert quantised.item() != plain.item()
+    assert quantised.item() == pytest.approx(plain.item(), rel=0.01)
+    assert hidden.grad is not None and 0 < _rel(hidden.grad, plain_grad) < 0.05
+
+
+def test_resolve_precision_prefers_int8_hardware_then_a_measured_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu = torch.device("cpu")
+    for int8, bf16, expected in ((True, 0.5, "int8"), (False, 1.6, "bf16"), (False, 0.6, "fp32")):
+        monkeypatch.setattr(loop, "cpu_int8_supported", lambda v=int8: v)
+        monkeypatch.setattr(loop, "cpu_bf16_speedup", lambda v=bf16: v)
+        assert resolve_precision("auto", cpu) == expected
+    assert resolve_precision("int8", cpu) == "int8"
+    with pytest.raises(EquituneError, match="int8 is the CPU path"):
+        resolve_precision("int8", torch.device("cuda"))
+
+
+def test_int8_support_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    def cpu(flags: str) -> bool:
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        path.write_text(f"processor\t: 0\nflags\t\t: fpu sse2 avx2 {flags}\n\nprocessor\t: 1\n", encoding="utf-8")
+        return int8_ops.cpu_int8_supported.__wrapped__(str(path))
+
+    assert cpu("avx512f avx512_vnni")
+    assert cpu("avx_vnni")
+    assert not cpu("avx512f avx512_bf16")
+    assert not int8_ops.cpu_int8_supported.__wrapped__(str(tmp_path / "missing"))
+
+
+def test_speed_ratio_sees_which_side_is_slower() -> None:
+    def slow() -> None:
+        time.sleep(0.004)
+
+    def fast() -> None:
+        time.sleep(0.001)
+
+    assert speed_ratio(fast, slow, rounds=2) > 1.5
+    assert speed_ratio(slow, fast, rounds=2) < 1 / 1.5
+
+
+def test_int8_training_learns_and_evaluates_the_plain_model(tmp_path: Path) -> None:
+    tok = tiny.make_tokenizer()
+    data = tiny.write_jsonl(tmp_path / "train.jsonl", tiny.EXAMPLES * 3)
+    train_set = load_dataset(data, tok, 64)
+    model = tiny.make_model(len(tok))
+    config = TrainingConfig(
+        precision="int8",
+        max_steps=8,
+        batch_size=4,
+        learning_rate=0.02,
+        warmup_steps=0,
+        eval_steps=4,
+        save_steps=100,
+        early_stopping_patience=None,
+    )
+    result = loop.train(model, tok, train_set, train_set, config, LoraConfig(rank=4, alpha=8), tmp_path / "o")
+    assert result.precision == "int8"
+    assert result.val_loss_after is not None and result.val_loss_before is not None
+    assert result.val_loss_after < result.val_loss_before
+    assert not any(type(m) is Int8Linear for m in model.modules())  # plain layers again afterwards
+    # the reported validation loss is that of the adapter on the unquantised base
+    again = loop.evaluate(model, train_set, 4, "fp32")
+    assert again == pytest.approx(result.val_loss_after, rel=1e-6)
+    report = json.loads(result.report_path.read_text(encoding="utf-8"))
+    assert report["precision"] == "int8" and report["compiled"] is False
