@@ -109,7 +109,8 @@ def test_unsloth_loads_and_wraps_and_the_loop_trains(tmp_path: Path, fake_unslot
     report = json.loads((run / "training_report.json").read_text())
     assert report["backend"] == "unsloth" and report["steps"] == 4
     assert report["unsloth"]["from_pretrained"]["load_in_4bit"] is four_bit
-    assert report["loop_settings"] == {"gradient_checkpointing": False}  # precision was fp32 already
+    # precision was fp32 already; Unsloth brings its own kernels, so the loop compiles nothing
+    assert report["loop_settings"] == {"gradient_checkpointing": False, "compile": "never"}
     assert result.val_loss_before is not None and result.val_loss_after is not None
     assert result.val_loss_after < result.val_loss_before
     trained = json.loads((run / "train_config.json").read_text())["training"]
@@ -147,6 +148,7 @@ def test_loop_settings_for_unsloth_models() -> None:
     assert unsloth_training_config(config, wrapped=True).model_dump() == {
         **config.model_dump(),
         "precision": "fp32",
+        "compile": "never",
         "gradient_checkpointing": False,
     }
     assert unsloth_training_config(config, wrapped=False).gradient_checkpointing is True

@@ -16,7 +16,8 @@ when installed (deterministic, so a resumed run is unchanged) and dropped by :fu
 
 Layers whose input is shared (q/k/v read one normalised hidden state, gate/up another) quantise it once: the
 last quantised input is kept, matched by identity and version counter, and a reference to it is held so its
-memory cannot be reused by another tensor while it is the cached one.
+memory cannot be reused by another tensor while it is the cached one. Inside a compiled layer
+(``train/compiled.py``) the cache is bypassed and the compiler's common-subexpression elimination does the same.
 """
 
 from __future__ import annotations
