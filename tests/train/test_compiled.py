@@ -85,3 +85,34 @@ def test_a_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatc
     assert first == pytest.approx(expected, rel=1e-6) and second == pytest.approx(expected, rel=1e-6)
     warnings = [r for r in caplog.records if "torch.compile failed" in r.getMessage()]
     assert len(warnings) == 1  # said once, then eager for good
+
+
+@pytest.mark.slow
+def test_compiled_loss_matches_the_eager_int8_loss() -> None:
+    from equitune.train.fast_ops import COMPILED_LOSS, fused_linear_cross_entropy
+    from equitune.train.int8_ops import Int8Weight
+
+    gen = torch.Generator().manual_seed(4)
+    hidden = torch.randn(70, 32, generator=gen, requires_grad=True)
+    weight = torch.randn(500, 32, generator=gen)
+    targets = torch.randint(0, 500, (70,), generator=gen)
+    int8 = Int8Weight(weight, backward=False)
+
+    def run() -> tuple[float, torch.Tensor]:
+        hidden.grad = None
+        loss = fused_linear_cross_entropy(hidden, weight, targets, 32, int8)
+        loss.backward()
+        assert hidden.grad is not None
+        return loss.item(), hidden.grad.clone()
+
+    eager_loss, eager_grad = run()
+    model, _ = _model()
+    compile_layers(model)  # switches the compiled loss on with the layers
+    try:
+        assert COMPILED_LOSS.fn is not None
+        compiled_loss, compiled_grad = run()
+    finally:
+        remove_compile(model)
+    assert COMPILED_LOSS.fn is None
+    assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
+    assert torch.allclose(compiled_grad, eager_grad, rtol=1e-4, atol=1e-5)

@@ -8,8 +8,10 @@ dynamic shapes when a second sequence length arrives.
 
 - Only the training forward is compiled: evaluation and no-grad calls run eager (no second compilation, and
   validation losses from the same code as always).
-- Random ops fall back to eager kernels (``fallback_random``), so dropout masks equal those of an eager run and
-  a resumed run stays identical to an uninterrupted one.
+- Random ops in the layers fall back to eager kernels (``fallback_random``), so dropout masks equal those of an
+  eager run and a resumed run stays identical to an uninterrupted one.
+- The loss's softmax and logit gradient (``train/fast_ops.py``, with int8 logits) are compiled as well: a couple
+  of fused passes over the (tokens x vocabulary) chunk instead of eight.
 - A compilation failure (no C++ compiler, an op Dynamo cannot trace) is logged once and the layers run eager.
 - :func:`remove_compile` restores the plain layers.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from equitune.train.distributed import decoder_layers
+from equitune.train.fast_ops import COMPILED_LOSS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class _CompiledForward:
 
     def __init__(self, eager: Callable[..., Any]) -> None:
         self.eager = eager
-        self.compiled = torch.compile(eager)
+        self.compiled = torch.compile(eager, options={"fallback_random": True})
         self.failed = False
 
     def __call__(self, layer: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
@@ -74,9 +77,6 @@ def should_compile(setting: str, model: torch.nn.Module, device: torch.device, r
 
 def compile_layers(model: torch.nn.Module) -> int:
     """Compile the training forward of every decoder layer of ``model``; returns the number of layers."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.fallback_random = True
     layers = decoder_layers(model)
     shared: dict[type, _CompiledForward] = {}
     for layer in layers:
@@ -84,12 +84,14 @@ def compile_layers(model: torch.nn.Module) -> int:
         dispatch = shared.setdefault(cls, _CompiledForward(cls.forward))
         layer.forward = _bind(layer, dispatch)
     if layers:
-        log.info("torch.compile: %d decoder layers (compiled on the first training step)", len(layers))
+        COMPILED_LOSS.enable()
+        log.info("torch.compile: %d decoder layers and the loss (compiled on the first training step)", len(layers))
     return len(layers)
 
 
 def remove_compile(model: torch.nn.Module) -> int:
     """Undo :func:`compile_layers`: the layers' own ``forward`` again."""
+    COMPILED_LOSS.disable()
     removed = 0
     for layer in decoder_layers(model):
         if getattr(layer.__dict__.get("forward"), "equitune_compiled", False):

@@ -13,13 +13,77 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
 
-from equitune.train.int8_ops import Int8Weight, int8_matmul
+from equitune.train.int8_ops import Int8Weight, quantize_rows
+
+log = logging.getLogger(__name__)
 
 _INT16_SPAN = 1 << 16
+
+
+def _chunk_eager(
+    logits: torch.Tensor, targets: torch.Tensor, need_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Summed cross-entropy of one chunk of fp32 logits and, if asked, d(loss)/d(logits); in place, fewest passes
+    an eager run can do."""
+    rows = torch.arange(logits.shape[0], device=logits.device)
+    picked = logits[rows, targets]
+    peak = logits.amax(dim=1, keepdim=True)
+    probs = logits.sub_(peak).exp_()  # in place: the logits are not needed again
+    norm = probs.sum(dim=1, keepdim=True)
+    total = (norm.log().squeeze(1) + peak.squeeze(1) - picked).sum()
+    if not need_grad:
+        return total, None
+    probs.div_(norm)
+    probs[rows, targets] -= 1.0  # d(loss)/d(logits) = softmax - one-hot
+    return total, probs
+
+
+def _chunk_fused(
+    acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For compilation: int32 logit accumulators and their scales in; the chunk's summed loss and
+    d(loss)/d(logits) (fp32) out, in a couple of fused passes instead of an eager run's eight."""
+    z = acc.float() * row_scale * col_scale
+    picked = z.gather(1, targets[:, None]).squeeze(1)
+    peak = z.amax(1, keepdim=True)
+    e = (z - peak).exp()
+    norm = e.sum(1, keepdim=True)
+    total = (norm.log() + peak).squeeze(1).sub(picked).sum()
+    probs = (e / norm).scatter_add(1, targets[:, None], torch.full_like(picked[:, None], -1.0))
+    return total, probs
+
+
+class _CompiledLoss:
+    """The compiled form of :func:`_chunk_fused`, switched on with the compiled layers (``train/compiled.py``);
+    a compilation failure is logged once and the eager path is used."""
+
+    def __init__(self) -> None:
+        self.fn: Any = None
+
+    def enable(self) -> None:
+        self.fn = torch.compile(_chunk_fused, dynamic=True)
+
+    def disable(self) -> None:
+        self.fn = None
+
+    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.fn is None:
+            return None
+        try:
+            result: tuple[torch.Tensor, torch.Tensor] = self.fn(*args)
+            return result
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            log.warning("torch.compile of the loss failed (%s); it runs eager", str(exc).splitlines()[0])
+            self.fn = None
+            return None
+
+
+COMPILED_LOSS = _CompiledLoss()
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
@@ -41,22 +105,22 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
         for begin in range(0, hidden.shape[0], chunk_rows):
             end = min(begin + chunk_rows, hidden.shape[0])
             rows_in = hidden[begin:end].detach()
-            if int8_weight is not None:  # int8 logits; the gradient below stays in the weight's precision
-                logits = int8_matmul(rows_in, int8_weight.forward_q.t(), int8_weight.forward_scale, None)
+            t = targets[begin:end]
+            if int8_weight is not None:
+                xq, xs = quantize_rows(rows_in)
+                acc = torch._int_mm(xq, int8_weight.forward_q.t())
+                fused = COMPILED_LOSS(acc, xs, int8_weight.forward_scale, t) if need_grad else None
+                if fused is not None:
+                    total += fused[0]
+                    grad_hidden[begin:end] = fused[1] @ w
+                    continue
+                logits = acc.float().mul_(xs).mul_(int8_weight.forward_scale)
             else:
                 logits = (rows_in @ w.t()).float()
-            t = targets[begin:end]
-            rows = torch.arange(end - begin, device=hidden.device)
-            picked = logits[rows, t]
-            peak = logits.amax(dim=1, keepdim=True)
-            probs = logits.sub_(peak).exp_()  # in place: the logits are not needed again
-            norm = probs.sum(dim=1, keepdim=True)
-            total += (norm.log().squeeze(1) + peak.squeeze(1) - picked).sum()
-            if not need_grad:
-                continue
-            probs.div_(norm)
-            probs[rows, t] -= 1.0  # d(loss)/d(logits) = softmax - one-hot
-            grad_hidden[begin:end] = probs.to(w.dtype) @ w
+            part, probs = _chunk_eager(logits, t, need_grad)
+            total += part
+            if probs is not None:
+                grad_hidden[begin:end] = probs.to(w.dtype) @ w
         ctx.save_for_backward(grad_hidden)
         ctx.hidden_dtype = hidden.dtype
         return total
@@ -77,8 +141,10 @@ def fused_linear_cross_entropy(
     """Summed cross-entropy of the logits ``hidden @ weight.T``; ``weight`` must not require a gradient.
 
     With ``int8_weight`` (the int8 form of ``weight``, :class:`~equitune.train.int8_ops.Int8Weight`) the logits
-    come from an int8 product (rows of ``hidden`` quantised on the fly); the gradient is still formed with
-    ``weight``: an int8 softmax row would round the many small probabilities of a 49k vocabulary to zero."""
+    come from an int8 product (rows of ``hidden`` quantised on the fly), and the softmax runs compiled when the
+    layers are (:data:`COMPILED_LOSS`). The gradient is always formed with ``weight`` in fp32: quantised to int8,
+    the many small probabilities of a 49k vocabulary would round to zero and bias it (stochastic rounding would
+    not, but its random numbers cost more than the int8 product saves)."""
     if weight.requires_grad:
         raise ValueError("fused_linear_cross_entropy treats the lm_head weight as frozen")
     need_grad = hidden.requires_grad and torch.is_grad_enabled()
