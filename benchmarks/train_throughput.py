@@ -100,24 +100,20 @@ def run_equitune(data: Path, steps: int, out: Path) -> dict[str, Any]:
     )
     reset_peak_rss()
     result = train(model, tokenizer, train_set, valid_set, config, LoraConfig(), out, progress=False)
-    step_seconds = [
-        line["tokens"] / line["tokens_per_s"] if i == 0 else (line["tokens"] - previous) / line["tokens_per_s"]
-        for i, (line, previous) in enumerate(_with_previous_tokens(result.metrics_path))
-    ]
-    report = json.loads(result.report_path.read_text(encoding="utf-8"))
     return {
-        **rates(step_seconds),
+        **rates(_step_seconds(result.metrics_path)),
         "peak_rss_gb": peak_rss_gb(),
         "val_loss_after": result.val_loss_after,
-        "precision": result.precision + (" + compile" if report.get("compiled") else ""),
+        "precision": result.precision + (" + compile" if result.compiled else ""),
     }
 
 
-def _with_previous_tokens(metrics: Path) -> list[tuple[dict[str, Any], int]]:
-    """The training lines of metrics.jsonl (one per step) with the token count before each."""
+def _step_seconds(metrics: Path) -> list[float]:
+    """Each step's time from metrics.jsonl (one training line per step: cumulative tokens and that step's rate)."""
     lines = [json.loads(x) for x in metrics.read_text(encoding="utf-8").splitlines() if x.strip()]
     steps = [x for x in lines if "loss" in x]
-    return [(line, steps[i - 1]["tokens"] if i else 0) for i, line in enumerate(steps)]
+    before = [0] + [x["tokens"] for x in steps[:-1]]
+    return [(x["tokens"] - b) / x["tokens_per_s"] for x, b in zip(steps, before, strict=True)]
 
 
 def rates(step_seconds: list[float]) -> dict[str, Any]:

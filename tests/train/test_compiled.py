@@ -89,7 +89,8 @@ def test_a_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.slow
 def test_compiled_loss_matches_the_eager_int8_loss() -> None:
-    from equitune.train.fast_ops import COMPILED_LOSS, fused_linear_cross_entropy
+    from equitune.train import fast_ops
+    from equitune.train.fast_ops import fused_linear_cross_entropy
     from equitune.train.int8_ops import Int8Weight
 
     gen = torch.Generator().manual_seed(4)
@@ -109,10 +110,10 @@ def test_compiled_loss_matches_the_eager_int8_loss() -> None:
     model, _ = _model()
     compile_layers(model)  # switches the compiled loss on with the layers
     try:
-        assert COMPILED_LOSS.fn is not None
+        assert fast_ops.int8_loss_chunk is not fast_ops._chunk_int8_eager
         compiled_loss, compiled_grad = run()
     finally:
         remove_compile(model)
-    assert COMPILED_LOSS.fn is None
+    assert fast_ops.int8_loss_chunk is fast_ops._chunk_int8_eager
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
     assert torch.allclose(compiled_grad, eager_grad, rtol=1e-4, atol=1e-5)

@@ -25,9 +25,8 @@ from equitune.train.int8_ops import (  # noqa: E402
     install_int8,
     quantize_rows,
     remove_int8,
-    speed_ratio,
 )
-from equitune.train.loop import resolve_precision, wrap_lora  # noqa: E402
+from equitune.train.loop import resolve_precision, speed_ratio, wrap_lora  # noqa: E402
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
+from equitune.train import fast_ops
 from equitune.train.distributed import decoder_layers
-from equitune.train.fast_ops import COMPILED_LOSS
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +33,30 @@ log = logging.getLogger(__name__)
 AUTO_MIN_PARAMETERS = 50_000_000
 
 
-class _CompiledForward:
-    """The shared dispatcher of one layer class: compiled in training with a gradient, eager otherwise."""
+class _CompiledOrEager:
+    """``fn`` compiled; after a failed compilation (logged once) ``eager`` for good."""
 
-    def __init__(self, eager: Callable[..., Any]) -> None:
-        self.eager = eager
-        self.compiled = torch.compile(eager, options={"fallback_random": True})
-        self.failed = False
+    def __init__(self, fn: Callable[..., Any], eager: Callable[..., Any], what: str, **compile_args: Any) -> None:
+        self.compiled = torch.compile(fn, **compile_args)
+        self.eager, self.what, self.failed = eager, what, False
 
-    def __call__(self, layer: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-        if self.failed or not (layer.training and torch.is_grad_enabled()):
-            return self.eager(layer, *args, **kwargs)
-        try:
-            return self.compiled(layer, *args, **kwargs)
-        except torch._dynamo.exc.TorchDynamoException as exc:  # raised while compiling, before any computation
-            self.failed = True
-            log.warning("torch.compile failed (%s); training continues without it", str(exc).splitlines()[0])
-            return self.eager(layer, *args, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            try:
+                return self.compiled(*args, **kwargs)
+            except torch._dynamo.exc.TorchDynamoException as exc:  # raised while compiling, before any computation
+                self.failed = True
+                log.warning("torch.compile failed for %s (%s); it runs eager", self.what, str(exc).splitlines()[0])
+        return self.eager(*args, **kwargs)
 
 
-def _bind(layer: torch.nn.Module, dispatch: _CompiledForward) -> Callable[..., Any]:
+def _bind(layer: torch.nn.Module, eager: Callable[..., Any], compiled: _CompiledOrEager) -> Callable[..., Any]:
+    """The layer's ``forward``: compiled in training with a gradient, eager otherwise."""
+
     def forward(*args: Any, **kwargs: Any) -> Any:
-        return dispatch(layer, *args, **kwargs)
+        if layer.training and torch.is_grad_enabled():
+            return compiled(layer, *args, **kwargs)
+        return eager(layer, *args, **kwargs)
 
     forward.equitune_compiled = True  # type: ignore[attr-defined]
     return forward
@@ -78,20 +80,25 @@ def should_compile(setting: str, model: torch.nn.Module, device: torch.device, r
 def compile_layers(model: torch.nn.Module) -> int:
     """Compile the training forward of every decoder layer of ``model``; returns the number of layers."""
     layers = decoder_layers(model)
-    shared: dict[type, _CompiledForward] = {}
+    shared: dict[type, _CompiledOrEager] = {}
     for layer in layers:
         cls = type(layer)
-        dispatch = shared.setdefault(cls, _CompiledForward(cls.forward))
-        layer.forward = _bind(layer, dispatch)
+        if cls not in shared:
+            shared[cls] = _CompiledOrEager(
+                cls.forward, cls.forward, "the decoder layers", options={"fallback_random": True}
+            )
+        layer.forward = _bind(layer, cls.forward, shared[cls])
     if layers:
-        COMPILED_LOSS.enable()
+        fast_ops.int8_loss_chunk = _CompiledOrEager(
+            fast_ops._chunk_fused, fast_ops._chunk_int8_eager, "the loss", dynamic=True
+        )
         log.info("torch.compile: %d decoder layers and the loss (compiled on the first training step)", len(layers))
     return len(layers)
 
 
 def remove_compile(model: torch.nn.Module) -> int:
     """Undo :func:`compile_layers`: the layers' own ``forward`` again."""
-    COMPILED_LOSS.disable()
+    fast_ops.int8_loss_chunk = fast_ops._chunk_int8_eager
     removed = 0
     for layer in decoder_layers(model):
         if getattr(layer.__dict__.get("forward"), "equitune_compiled", False):

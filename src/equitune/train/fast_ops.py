@@ -13,14 +13,12 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from equitune.train.int8_ops import Int8Weight, quantize_rows
-
-log = logging.getLogger(__name__)
 
 _INT16_SPAN = 1 << 16
 
@@ -58,32 +56,18 @@ def _chunk_fused(
     return total, probs
 
 
-class _CompiledLoss:
-    """The compiled form of :func:`_chunk_fused`, switched on with the compiled layers (``train/compiled.py``);
-    a compilation failure is logged once and the eager path is used."""
-
-    def __init__(self) -> None:
-        self.fn: Any = None
-
-    def enable(self) -> None:
-        self.fn = torch.compile(_chunk_fused, dynamic=True)
-
-    def disable(self) -> None:
-        self.fn = None
-
-    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-        if self.fn is None:
-            return None
-        try:
-            result: tuple[torch.Tensor, torch.Tensor] = self.fn(*args)
-            return result
-        except torch._dynamo.exc.TorchDynamoException as exc:
-            log.warning("torch.compile of the loss failed (%s); it runs eager", str(exc).splitlines()[0])
-            self.fn = None
-            return None
+def _chunk_int8_eager(
+    acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_chunk_fused` the eager way: dequantise in place, then :func:`_chunk_eager`."""
+    part, probs = _chunk_eager(acc.float().mul_(row_scale).mul_(col_scale), targets, True)
+    assert probs is not None
+    return part, probs
 
 
-COMPILED_LOSS = _CompiledLoss()
+# How int8 logit accumulators become a chunk's loss and logit gradient: eager, or the compiled
+# :func:`_chunk_fused` while the layers are compiled (``train/compiled.py`` sets it and puts this back).
+int8_loss_chunk: Callable[..., tuple[torch.Tensor, torch.Tensor]] = _chunk_int8_eager
 
 
 class FusedLinearCrossEntropy(torch.autograd.Function):
@@ -109,10 +93,10 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
             if int8_weight is not None:
                 xq, xs = quantize_rows(rows_in)
                 acc = torch._int_mm(xq, int8_weight.forward_q.t())
-                fused = COMPILED_LOSS(acc, xs, int8_weight.forward_scale, t) if need_grad else None
-                if fused is not None:
-                    total += fused[0]
-                    grad_hidden[begin:end] = fused[1] @ w
+                if need_grad:
+                    loss_part, grad_logits = int8_loss_chunk(acc, xs, int8_weight.forward_scale, t)
+                    total += loss_part
+                    grad_hidden[begin:end] = grad_logits @ w
                     continue
                 logits = acc.float().mul_(xs).mul_(int8_weight.forward_scale)
             else:
@@ -142,7 +126,7 @@ def fused_linear_cross_entropy(
 
     With ``int8_weight`` (the int8 form of ``weight``, :class:`~equitune.train.int8_ops.Int8Weight`) the logits
     come from an int8 product (rows of ``hidden`` quantised on the fly), and the softmax runs compiled when the
-    layers are (:data:`COMPILED_LOSS`). The gradient is always formed with ``weight`` in fp32: quantised to int8,
+    layers are (:data:`int8_loss_chunk`). The gradient is always formed with ``weight`` in fp32: quantised to int8,
     the many small probabilities of a 49k vocabulary would round to zero and bias it (stochastic rounding would
     not, but its random numbers cost more than the int8 product saves)."""
     if weight.requires_grad:

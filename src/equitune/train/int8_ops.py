@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -192,23 +189,6 @@ def remove_int8(model: torch.nn.Module) -> int:
             removed += 1
     _CACHE.clear()
     return removed
-
-
-def speed_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], rounds: int = 7) -> float:
-    """How many times faster ``candidate`` runs than ``reference``: the two alternate for ``rounds`` rounds of
-    about 15 ms each and the best time per call of each counts, so a busy moment or a cold first call on a
-    shared machine does not decide."""
-    best = {"candidate": math.inf, "reference": math.inf}
-    for run in (candidate, reference):
-        run()  # warm up: allocation, kernel selection
-    for _ in range(rounds):
-        for key, run in (("reference", reference), ("candidate", candidate)):
-            started, calls = time.perf_counter(), 0
-            while calls < 2 or time.perf_counter() - started < 0.015:
-                run()
-                calls += 1
-            best[key] = min(best[key], (time.perf_counter() - started) / calls)
-    return best["reference"] / best["candidate"]
 
 
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")

@@ -50,7 +50,7 @@ from equitune.train.compiled import compile_layers, remove_compile, should_compi
 from equitune.train.dataset import IGNORE_INDEX, Batch, TokenizedDataset, batches_per_epoch, iterate_batches
 from equitune.train.distributed import SINGLE, World
 from equitune.train.fast_ops import fused_linear_cross_entropy, install_fast_dropout
-from equitune.train.int8_ops import cpu_int8_supported, install_int8, remove_int8, speed_ratio
+from equitune.train.int8_ops import cpu_int8_supported, install_int8, remove_int8
 from equitune.train.report import METRICS_FILE, PLOT_FILE, REPORT_FILE, MetricsLog, plot_loss_curve, write_report
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class TrainResult:
     best_step: int | None
     stopped_early: bool
     precision: str
+    compiled: bool = False  # decoder layers compiled (train/compiled.py)
 
 
 # ------------------------------------------------------------------------------------------- pieces
@@ -112,6 +113,23 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     choice = "bf16" if bf16 >= 1.3 else "fp32"
     log.info("precision auto -> %s (bf16 matmuls measured %.2fx fp32 on this CPU)", choice, bf16)
     return choice
+
+
+def speed_ratio(candidate: Callable[[], Any], reference: Callable[[], Any], rounds: int = 7) -> float:
+    """How many times faster ``candidate`` runs than ``reference``: the two alternate for ``rounds`` rounds of
+    about 15 ms each and the best time per call of each counts, so a busy moment or a cold first call on a
+    shared machine does not decide."""
+    best = {"candidate": math.inf, "reference": math.inf}
+    for run in (candidate, reference):
+        run()  # warm up: allocation, kernel selection
+    for _ in range(rounds):
+        for key, run in (("reference", reference), ("candidate", candidate)):
+            started, calls = time.perf_counter(), 0
+            while calls < 2 or time.perf_counter() - started < 0.015:
+                run()
+                calls += 1
+            best[key] = min(best[key], (time.perf_counter() - started) / calls)
+    return best["reference"] / best["candidate"]
 
 
 @functools.lru_cache(maxsize=1)
@@ -620,6 +638,7 @@ def train(
         best_step=state.best_step,
         stopped_early=state.stopped_early,
         precision=precision,
+        compiled=compiled,
     )
     if not main:
         return result
