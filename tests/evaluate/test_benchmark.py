@@ -15,6 +15,7 @@ from equitune.errors import DataError
 from equitune.evaluate.benchmark import (
     EquityResearchEvaluator,
     EvaluationError,
+    EvaluationRun,
     ModelEntry,
     bootstrap_ci,
     evaluate_models,
@@ -237,6 +238,26 @@ def test_parse_judgement() -> None:
     assert parse_judgement("no json here", 1, DEFAULT_WEIGHTS) == [None]
 
 
+def _judged_benchmark(
+    config: EquituneConfig, prompts: Sequence[EvalPrompt], contexts: ContextSource, judge_reply: Callable[[str], str]
+) -> EvaluationRun:
+    """A benchmark of two models giving the same answer, judged by a stand-in that replies with ``judge_reply``."""
+    same = ScriptedRuntime("a", lambda _: "Rating: Hold.")
+    return evaluate_models(
+        config,
+        [ModelEntry("a", "a", "candidate"), ModelEntry("b", "b", "baseline")],
+        mode="benchmark",
+        prompts=prompts,
+        contexts=contexts,
+        opener=lambda e: same,
+        judge="judge",
+        judge_opener=lambda name: ScriptedRuntime(name, judge_reply),
+        write=False,
+        record=False,
+        progress=False,
+    )
+
+
 def test_judge_order_swap_cancels_position_bias(config: EquituneConfig, contexts: ContextSource) -> None:
     """A judge that always gives the first answer 20 points more must score two equal answers equally."""
     prompts = default_prompts(config, contexts=contexts)[:3]
@@ -246,20 +267,7 @@ def test_judge_order_swap_cancels_position_bias(config: EquituneConfig, contexts
         first = {k: v + 20 for k, v in block.items()}
         return json.dumps({"answer_1": first, "answer_2": block})
 
-    same = ScriptedRuntime("a", lambda _: "Rating: Hold.")
-    run = evaluate_models(
-        config,
-        [ModelEntry("a", "a", "candidate"), ModelEntry("b", "b", "baseline")],
-        mode="benchmark",
-        prompts=prompts,
-        contexts=contexts,
-        opener=lambda e: same,
-        judge="judge",
-        judge_opener=lambda name: ScriptedRuntime(name, biased),
-        write=False,
-        record=False,
-        progress=False,
-    )
+    run = _judged_benchmark(config, prompts, contexts, biased)
     judged = run.results["judge"]
     assert judged["summary"] == {"a": 60.0, "b": 60.0}
     assert {s["score_first"] for s in judged["scores"]} == {70.0, 50.0}
@@ -385,20 +393,7 @@ def test_judge_needs_both_orders(config: EquituneConfig, contexts: ContextSource
         ]
         * 2
     )
-    same = ScriptedRuntime("a", lambda _: "Rating: Hold.")
-    run = evaluate_models(
-        config,
-        [ModelEntry("a", "a", "candidate"), ModelEntry("b", "b", "baseline")],
-        mode="benchmark",
-        prompts=prompts,
-        contexts=contexts,
-        opener=lambda e: same,
-        judge="judge",
-        judge_opener=lambda name: ScriptedRuntime(name, lambda _: next(replies)),
-        write=False,
-        record=False,
-        progress=False,
-    )
+    run = _judged_benchmark(config, prompts, contexts, lambda _: next(replies))
     judged = run.results["judge"]
     assert all(s["score"] is None for s in judged["scores"])  # one order alone is no score
     assert judged["summary"] == {"a": None, "b": None} and judged["prompts_scored"] == 0

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from equitune.errors import DataError
 from equitune.evaluate import results as R
+from equitune.evaluate.scoring import summarise_scores
 from equitune.evaluate.weights import CATEGORIES, TIERS, tier_for
 
 CANDIDATE = "equity_research_llama:v1"
@@ -287,21 +288,7 @@ def test_a_score_mode_run_without_generation_or_comparison_validates() -> None:
 
 def test_an_empty_summary_has_nulls() -> None:
     data = build_results()
-    data["models"][0]["tasks"]["industry_analysis"] = {
-        "outputs": 0,
-        "mean_score": None,
-        "std_score": None,
-        "tier": None,
-        "categories": {name: None for name in CATEGORIES},
-        "tiers": {t.name: 0 for t in TIERS},
-        "hallucination_rate": None,
-        "derived_error_rate": None,
-        "key_fact_coverage": None,
-        "figures": 0,
-        "unsupported": 0,
-        "derived_wrong": 0,
-        "failed_consistency": 0,
-    }
+    data["models"][0]["tasks"]["industry_analysis"] = summarise_scores([])
     R.validate_results(data)
 
 
