@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from equitune.train.int8_ops import Int8Weight, quantize_rows
+from equitune.train.int8_ops import Int8Weight, dequantize, quantize_rows
 
 _INT16_SPAN = 1 << 16
 
@@ -60,7 +60,7 @@ def _chunk_int8_eager(
     acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torch.Tensor, targets: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`_chunk_fused` the eager way: dequantise in place, then :func:`_chunk_eager`."""
-    part, probs = _chunk_eager(acc.float().mul_(row_scale).mul_(col_scale), targets, True)
+    part, probs = _chunk_eager(dequantize(acc, row_scale, col_scale), targets, True)
     assert probs is not None
     return part, probs
 
@@ -98,7 +98,7 @@ class FusedLinearCrossEntropy(torch.autograd.Function):
                     total += loss_part
                     grad_hidden[begin:end] = grad_logits @ w
                     continue
-                logits = acc.float().mul_(xs).mul_(int8_weight.forward_scale)
+                logits = dequantize(acc, xs, int8_weight.forward_scale)
             else:
                 logits = (rows_in @ w.t()).float()
             part, probs = _chunk_eager(logits, t, need_grad)

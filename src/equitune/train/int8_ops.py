@@ -101,7 +101,13 @@ def int8_matmul(x2: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, source: 
         xq, xs = _CACHE.quantize(x2, source)
     else:
         xq, xs = quantize_rows(x2)
-    return torch._int_mm(xq, q).float().mul_(xs).mul_(scale)  # a cast then in-place scaling: faster than a mixed mul
+    return dequantize(torch._int_mm(xq, q), xs, scale)
+
+
+def dequantize(acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torch.Tensor) -> torch.Tensor:
+    """An int32 product back to float: ``acc * row_scale * col_scale`` (a cast, then in-place scaling: faster than
+    a mixed-type multiply)."""
+    return acc.float().mul_(row_scale).mul_(col_scale)
 
 
 class _Int8LinearFn(torch.autograd.Function):
