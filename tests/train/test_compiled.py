@@ -91,13 +91,13 @@ def test_a_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatc
 def test_compiled_loss_matches_the_eager_int8_loss() -> None:
     from equitune.train import fast_ops
     from equitune.train.fast_ops import fused_linear_cross_entropy
-    from equitune.train.int8_ops import Int8Weight
+    from equitune.train.int8_ops import Int8Head
 
     gen = torch.Generator().manual_seed(4)
     hidden = torch.randn(70, 32, generator=gen, requires_grad=True)
     weight = torch.randn(500, 32, generator=gen)
     targets = torch.randint(0, 500, (70,), generator=gen)
-    int8 = Int8Weight(weight, backward=False)
+    int8 = Int8Head(weight, block=128)
 
     def run() -> tuple[float, torch.Tensor]:
         hidden.grad = None
@@ -110,10 +110,10 @@ def test_compiled_loss_matches_the_eager_int8_loss() -> None:
     model, _ = _model()
     compile_layers(model)  # switches the compiled loss on with the layers
     try:
-        assert fast_ops.int8_loss_chunk is not fast_ops._chunk_int8_eager
+        assert fast_ops.int8_loss is not fast_ops.EAGER_INT8_LOSS
         compiled_loss, compiled_grad = run()
     finally:
         remove_compile(model)
-    assert fast_ops.int8_loss_chunk is fast_ops._chunk_int8_eager
+    assert fast_ops.int8_loss is fast_ops.EAGER_INT8_LOSS
     assert compiled_loss == pytest.approx(eager_loss, rel=1e-5)
     assert torch.allclose(compiled_grad, eager_grad, rtol=1e-4, atol=1e-5)

@@ -10,8 +10,9 @@ dynamic shapes when a second sequence length arrives.
   validation losses from the same code as always).
 - Random ops in the layers fall back to eager kernels (``fallback_random``), so dropout masks equal those of an
   eager run and a resumed run stays identical to an uninterrupted one.
-- The loss's softmax and logit gradient (``train/fast_ops.py``, with int8 logits) are compiled as well: a couple
-  of fused passes over the (tokens x vocabulary) chunk instead of eight.
+- The int8 loss's softmax and its quantisation for the logit gradient, and the sum of the gradient's block
+  products (``train/fast_ops.py``), are compiled as well: a couple of fused passes over each (tokens x
+  vocabulary) chunk instead of a dozen.
 - A compilation failure (no C++ compiler, an op Dynamo cannot trace) is logged once and the layers run eager.
 - :func:`remove_compile` restores the plain layers.
 """
@@ -89,8 +90,11 @@ def compile_layers(model: torch.nn.Module) -> int:
             )
         layer.forward = _bind(layer, cls.forward, shared[cls])
     if layers:
-        fast_ops.int8_loss_chunk = _CompiledOrEager(
-            fast_ops._chunk_fused, fast_ops._chunk_int8_eager, "the loss", dynamic=True
+        # Default (automatic) dynamic shapes: the row count of a loss chunk becomes dynamic once it changes, while
+        # the vocabulary and block sizes stay constants (compiled as symbols, the softmax measured 2x slower).
+        fast_ops.int8_loss = fast_ops.Int8LossKernels(
+            softmax=_CompiledOrEager(fast_ops._softmax_blocks, fast_ops._softmax_blocks, "the loss"),
+            combine=_CompiledOrEager(fast_ops._combine_blocks, fast_ops._combine_blocks, "the loss"),
         )
         log.info("torch.compile: %d decoder layers and the loss (compiled on the first training step)", len(layers))
     return len(layers)
@@ -98,7 +102,7 @@ def compile_layers(model: torch.nn.Module) -> int:
 
 def remove_compile(model: torch.nn.Module) -> int:
     """Undo :func:`compile_layers`: the layers' own ``forward`` again."""
-    fast_ops.int8_loss_chunk = fast_ops._chunk_int8_eager
+    fast_ops.int8_loss = fast_ops.EAGER_INT8_LOSS
     removed = 0
     for layer in decoder_layers(model):
         if getattr(layer.__dict__.get("forward"), "equitune_compiled", False):

@@ -72,6 +72,43 @@ class Int8Weight:
         return self.forward_q.numel() + self.backward_qt.numel()
 
 
+# Vocabulary block of the loss's int8 logit gradient (``Int8Head``): each block of a row gets its own scale.
+LOSS_VOCAB_BLOCK = 1024
+# The fixed dither table of the softmax's quantisation (rows x padded vocabulary, 256 levels), reused across tokens.
+DITHER_ROWS, DITHER_SEED = 64, 20_240_917
+
+
+class Int8Head:
+    """The int8 forms of a frozen output layer ``W`` (vocabulary x hidden) for the loss (``train/fast_ops.py``).
+
+    - logits ``x @ W.T``: ``W`` per vocabulary row, as for any layer's forward product;
+    - logit gradient ``d @ W`` (``d`` = softmax, tokens x vocabulary): the contraction runs over the vocabulary,
+      so ``W`` is scaled per (block of ``block`` vocabulary rows, hidden column), the blocks of ``d`` get a scale
+      per token each, and the block products are summed in fp32. Per-block scales keep the small probabilities of
+      a large vocabulary: one scale per token would round everything below 1/254 of its largest probability to 0.
+
+    The vocabulary is padded with zero rows to whole blocks (the loss masks the padding)."""
+
+    def __init__(self, weight: torch.Tensor, block: int = LOSS_VOCAB_BLOCK) -> None:
+        w = weight.detach().float()
+        self.vocab, hidden = w.shape
+        self.block = min(block, self.vocab)
+        self.blocks = -(-self.vocab // self.block)
+        padded = self.blocks * self.block
+        if padded > self.vocab:
+            w = torch.cat([w, w.new_zeros(padded - self.vocab, hidden)])
+        self.logits_q, scale = quantize_rows(w)  # (padded, hidden), scale (padded, 1)
+        self.logits_scale = scale.t().contiguous()  # (1, padded)
+        by_block = w.view(self.blocks, self.block, hidden)
+        self.grad_scale = by_block.abs().amax(dim=1).clamp_(min=_TINY).div_(_LEVELS)  # (blocks, hidden)
+        self.grad_q = torch.div(by_block, self.grad_scale[:, None, :]).round_().to(torch.int8).view(padded, hidden)
+        generator = torch.Generator().manual_seed(DITHER_SEED)
+        self.dither = torch.randint(0, 256, (DITHER_ROWS, padded), generator=generator, dtype=torch.uint8)
+
+    def nbytes(self) -> int:
+        return self.logits_q.numel() + self.grad_q.numel() + self.dither.numel()
+
+
 class _InputCache:
     """The last quantised activation, for the layers that read the same tensor (see the module docstring)."""
 
@@ -158,7 +195,8 @@ def _eligible(name: str, module: torch.nn.Module, exclude: set[int]) -> bool:
 
 def install_int8(model: torch.nn.Module) -> int:
     """Run every frozen ``nn.Linear`` of ``model`` (the base weights under the LoRA adapters, the MLPs) through
-    int8 matmuls while training, and give a frozen output layer int8 logits (``int8_logits``, read by the loss).
+    int8 matmuls while training, and give a frozen output layer int8 logits and logit gradient (``int8_head``,
+    read by the loss).
     Returns the number of layers switched."""
     exclude: set[int] = set()
     wrapped: Any = model
@@ -167,10 +205,10 @@ def install_int8(model: torch.nn.Module) -> int:
     switched, extra = 0, 0
     if isinstance(head, torch.nn.Linear):
         exclude.add(id(head))
-        if _eligible("", head, set()):  # the loss's logits (train/fast_ops.py); its gradient stays fp32
-            logits_weight = Int8Weight(head.weight, backward=False)
-            setattr(head, "int8_logits", logits_weight)  # noqa: B010  (an attribute torch.nn.Module does not type)
-            extra += logits_weight.nbytes()
+        if _eligible("", head, set()):  # the loss's logits and logit gradient (train/fast_ops.py)
+            int8_head = Int8Head(head.weight)
+            setattr(head, "int8_head", int8_head)  # noqa: B010  (an attribute torch.nn.Module does not type)
+            extra += int8_head.nbytes()
     for name, module in model.named_modules():
         if not _eligible(name, module, exclude):
             continue
@@ -187,8 +225,8 @@ def remove_int8(model: torch.nn.Module) -> int:
     """Undo :func:`install_int8`: the layers become plain ``nn.Linear`` again and the int8 copies are freed."""
     removed = 0
     for module in model.modules():
-        if isinstance(getattr(module, "int8_logits", None), Int8Weight):
-            del module.int8_logits
+        if isinstance(getattr(module, "int8_head", None), Int8Head):
+            del module.int8_head
         if type(module) is Int8Linear:
             module.__class__ = torch.nn.Linear  # type: ignore[assignment]
             del module.int8_weights

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,8 @@ from torch.utils.checkpoint import checkpoint as recompute
 from equitune.config import LoraConfig, TrainingConfig
 from equitune.errors import EquituneError
 from equitune.io import atomic_write_json
+from equitune.train.allocator import retain_freed_memory
+from equitune.train.attention import install_block_causal, remove_block_causal
 from equitune.train.checkpoint import (
     TrainState,
     checkpoints,
@@ -222,8 +224,8 @@ def causal_lm_loss(model: Any, batch: Batch) -> torch.Tensor:
     hidden = decoder(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)[0]
     hidden = hidden[:, :-1][keep]
     if type(head) is torch.nn.Linear and head.bias is None and not head.weight.requires_grad:
-        int8_weight = getattr(head, "int8_logits", None) if head.training and torch.is_grad_enabled() else None
-        return fused_linear_cross_entropy(hidden, head.weight, targets, LOSS_CHUNK_ROWS, int8_weight)
+        int8_head = getattr(head, "int8_head", None) if head.training and torch.is_grad_enabled() else None
+        return fused_linear_cross_entropy(hidden, head.weight, targets, LOSS_CHUNK_ROWS, int8_head)
     rows = hidden.shape[0]
     if rows <= LOSS_CHUNK_ROWS:
         return _chunk_loss(head, hidden, targets)
@@ -362,6 +364,24 @@ def _data_hashes(train_set: TokenizedDataset, valid_set: TokenizedDataset | None
 # ------------------------------------------------------------------------------------------- the recipe
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _retaining_freed_memory(fn: Callable[Concatenate[Any, _P], _R]) -> Callable[Concatenate[Any, _P], _R]:
+    """Run ``fn(model, ...)`` with freed memory kept in the process when the model is on a CPU
+    (``train/allocator.py``: a CPU step reallocates the same large buffers every step)."""
+
+    @functools.wraps(fn)
+    def wrapper(model: Any, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        with retain_freed_memory(on_cpu):
+            return fn(model, *args, **kwargs)
+
+    return wrapper
+
+
+@_retaining_freed_memory
 def train(
     model: Any,
     tokenizer: Any,
@@ -423,6 +443,7 @@ def train(
                 "use precision fp32 with fsdp"
             )
         install_int8(model)
+    block_attention = device.type == "cpu" and install_block_causal(model)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
@@ -612,6 +633,8 @@ def train(
         remove_compile(model)
     if precision == "int8":
         remove_int8(model)
+    if block_attention:
+        remove_block_causal(model)
     plot_path = out / PLOT_FILE
     if main:
         plot_loss_curve(state.metrics, plot_path, title=f"LoRA training{f' of {base_model}' if base_model else ''}")
