@@ -324,7 +324,7 @@ def print_table(summary: dict[str, Any], steps: int) -> None:
         f"(target <= 1); loss gap {summary['val_loss_gap']:.1%} (target <= 3%): "
         f"{'PASS' if summary['passed'] else 'FAIL'}"
     )
-    Console().print(table)
+    Console(width=130).print(table)
 
 
 if __name__ == "__main__":

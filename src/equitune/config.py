@@ -80,9 +80,10 @@ class TrainingConfig(_Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     precision: Literal["auto", "int8", "bf16", "fp16", "fp32"] = Field(
         "auto",
-        description="Compute precision; int8 (CPU) = int8 matmuls through the frozen base weights, everything else "
-        "and evaluation in fp32; auto = bf16 on a bf16 GPU; on a CPU int8 where it has int8 dot-product "
-        "instructions (VNNI/AMX), else bf16 where a bf16 matmul measures faster than fp32, else fp32.",
+        description="Compute precision; int8 (CPU) = int8 matmuls through the frozen base weights (the output "
+        "layer's logits and logit gradient too), adapters, attention and evaluation in fp32; auto = bf16 on a "
+        "bf16 GPU; on a CPU int8 where it has int8 dot-product instructions (VNNI/AMX), else bf16 where a bf16 "
+        "matmul measures faster than fp32, else fp32.",
     )
     compile: Literal["auto", "always", "never"] = Field(
         "auto",

@@ -6,7 +6,8 @@ with a fresh ``mmap`` and returns it to the kernel on ``free``, and trims the to
 there passes 128 kB; the next step then touches new pages, and each page costs a fault and a kernel zero-fill.
 On SmolLM2-135M (4 x 512 tokens per step, this 2-core CPU) that was about 180,000 page faults and 5% of every
 step. While :func:`retain_freed_memory` is active, glibc takes large blocks from its heap instead and keeps what
-is freed for the next allocation; afterwards the default settings come back and the retained memory is
+is freed for the next allocation: once the heap has grown to hold a step's buffers (during the first steps),
+a step takes no new pages at all. Afterwards the default settings come back and the retained memory is
 returned to the kernel (``malloc_trim``).
 
 Nothing is changed where the C library is not glibc (macOS, musl): the context is then a no-op.
