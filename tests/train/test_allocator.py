@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import resource
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny  # noqa: E402
@@ -25,28 +26,41 @@ GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 MB64 = 64 << 20
 
 
-def _faults_to_fill_a_freed_buffer() -> int:
-    """Page faults taken by a 64 MB buffer allocated and filled right after another one was freed."""
-    first = torch.ones(MB64 // 4)
+PROBE = """
+import json, resource, torch
+from equitune.train.allocator import retain_freed_memory
+
+
+def faults():  # page faults taken by a 64 MB buffer allocated and filled right after another one was freed
+    first = torch.ones(16 << 20)
     del first
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    second = torch.ones(MB64 // 4)
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    second = torch.ones(16 << 20)
+    taken = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     del second
-    return faults
+    return taken
+
+
+result = {"before": faults()}
+with retain_freed_memory() as active:
+    # The heap grows for the first few blocks (small allocations in between take pieces of a freed one); then a
+    # freed block is there for the next, as a training step's buffers are for the next step.
+    result["active"], result["inside"] = active, [faults() for _ in range(12)]
+result["after"] = faults()
+print(json.dumps(result))
+"""
 
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's malloc settings")
 def test_freed_memory_is_reused_inside_and_returned_outside() -> None:
+    # A fresh process: what glibc does with a 64 MB block depends on what the process allocated before.
+    proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
     pages = MB64 // resource.getpagesize()
-    assert _faults_to_fill_a_freed_buffer() > pages // 2  # glibc maps and unmaps a block that large
-    with retain_freed_memory() as active:
-        assert active
-        # The heap grows for the first few blocks (small allocations in between take pieces of a freed one);
-        # then a freed block is there for the next, as a training step's buffers are for the next step.
-        faults = [_faults_to_fill_a_freed_buffer() for _ in range(12)]
-        assert faults[-1] < pages // 10 and faults[-2] < pages // 10, faults
-    assert _faults_to_fill_a_freed_buffer() > pages // 2  # defaults again
+    assert result["active"]
+    assert result["before"] > pages // 2  # glibc maps and unmaps a block that large
+    assert result["inside"][-1] < pages // 10 and result["inside"][-2] < pages // 10, result
+    assert result["after"] > pages // 2  # the defaults again
 
 
 def test_nothing_changes_when_disabled_or_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
