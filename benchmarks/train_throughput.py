@@ -122,13 +122,15 @@ def _step_seconds(metrics: Path) -> list[float]:
     return [(x["tokens"] - b) / x["tokens_per_s"] for x, b in zip(steps, before, strict=True)]
 
 
+def _tokens_per_s(step_seconds: list[float]) -> float:
+    return BATCH * SEQ * len(step_seconds) / sum(step_seconds)
+
+
 def rates(step_seconds: list[float]) -> dict[str, Any]:
     """Tokens/s over the steps after the first (the headline), over all steps, and the first step's time."""
-    tokens = BATCH * SEQ
-    later = step_seconds[1:] or step_seconds
     return {
-        "tokens_per_s": tokens * len(later) / sum(later),
-        "tokens_per_s_all_steps": tokens * len(step_seconds) / sum(step_seconds),
+        "tokens_per_s": _tokens_per_s(step_seconds[1:] or step_seconds),
+        "tokens_per_s_all_steps": _tokens_per_s(step_seconds),
         "first_step_seconds": step_seconds[0],
         "train_seconds": sum(step_seconds),
         "step_seconds": step_seconds,
@@ -280,12 +282,11 @@ def run_child(kind: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One side over all rounds: rates from the summed tokens and seconds, the highest peak RSS, the mean loss."""
-    tokens = BATCH * SEQ
     later = [x for r in runs for x in (r["step_seconds"][1:] or r["step_seconds"])]
     every = [x for r in runs for x in r["step_seconds"]]
     return {
-        "tokens_per_s": tokens * len(later) / sum(later),
-        "tokens_per_s_all_steps": tokens * len(every) / sum(every),
+        "tokens_per_s": _tokens_per_s(later),
+        "tokens_per_s_all_steps": _tokens_per_s(every),
         "first_step_seconds": max(r["first_step_seconds"] for r in runs),
         "train_seconds": sum(every),
         "peak_rss_gb": max(r["peak_rss_gb"] for r in runs),

@@ -19,10 +19,9 @@ from typing import Any
 
 import torch
 
-from equitune.train.int8_ops import Int8Head, dequantize, quantize_rows
+from equitune.train.int8_ops import LEVELS, Int8Head, dequantize, quantize_rows
 
 _INT16_SPAN = 1 << 16
-_LEVELS = 127.0
 
 
 def _chunk_eager(
@@ -75,7 +74,7 @@ def _softmax_blocks(
     block_max = z_other.amax(dim=2, keepdim=True).clamp(min=torch.finfo(torch.float32).min)
     e = (z_other - block_max).exp()
     row_dither = dither[torch.arange(rows, device=acc.device) % dither.shape[0]].view(rows, blocks, block)
-    q = (e * _LEVELS + (row_dither.float() + 0.5) * (1.0 / 256.0)).floor().to(torch.int8)
+    q = (e * LEVELS + (row_dither.float() + 0.5) * (1.0 / 256.0)).floor().to(torch.int8)
     sums = e.sum(dim=2)
     z_target = z.view(rows, padded).gather(1, targets[:, None]).squeeze(1)
     maxima = block_max.squeeze(2)
@@ -84,7 +83,7 @@ def _softmax_blocks(
     norm = (weight * sums).sum(dim=1) + (z_target - peak).exp()
     total = (norm.log() + peak - z_target).sum()
     p_target = (z_target - peak).exp() / norm
-    return total, q.view(rows, padded), weight / (_LEVELS * norm[:, None]), p_target
+    return total, q.view(rows, padded), weight / (LEVELS * norm[:, None]), p_target
 
 
 def _combine_blocks(

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-_LEVELS = 127.0
+LEVELS = 127.0
 _TINY = 1e-30
 # int32 accumulation: each product is at most 127 * 127, so longer contractions could overflow.
 MAX_CONTRACTION = (2**31 - 1) // (127 * 127)
@@ -43,7 +43,7 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     and ``scale`` of shape (rows, 1); an all-zero row gets a tiny scale and zeros."""
     x = x.float()
     peak = torch.maximum(x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True).neg_())
-    scale = peak.clamp_(min=_TINY).div_(_LEVELS)
+    scale = peak.clamp_(min=_TINY).div_(LEVELS)
     q = torch.mul(x, scale.reciprocal()).round_().to(torch.int8)
     return q, scale
 
@@ -58,15 +58,12 @@ class Int8Weight:
     """The int8 forms of one frozen weight ``W`` (out x in): per output channel for ``x @ W.T``, and per input
     channel (stored transposed and contiguous, the faster operand layout) for ``g @ W``."""
 
-    def __init__(self, weight: torch.Tensor, backward: bool = True) -> None:
+    def __init__(self, weight: torch.Tensor) -> None:
         w = weight.detach().float()
         self.forward_q, scale = quantize_rows(w)  # (out, in), scale (out, 1)
         self.forward_scale = scale.t().contiguous()  # (1, out)
-        self.backward_qt = torch.empty(0, dtype=torch.int8)
-        self.backward_scale = torch.empty(0)
-        if backward:
-            backward_q, self.backward_scale = quantize_columns(w)  # (out, in), scale (1, in)
-            self.backward_qt = backward_q.t().contiguous()  # (in, out)
+        backward_q, self.backward_scale = quantize_columns(w)  # (out, in), scale (1, in)
+        self.backward_qt = backward_q.t().contiguous()  # (in, out)
 
     def nbytes(self) -> int:
         return self.forward_q.numel() + self.backward_qt.numel()
@@ -99,9 +96,11 @@ class Int8Head:
             w = torch.cat([w, w.new_zeros(padded - self.vocab, hidden)])
         self.logits_q, scale = quantize_rows(w)  # (padded, hidden), scale (padded, 1)
         self.logits_scale = scale.t().contiguous()  # (1, padded)
-        by_block = w.view(self.blocks, self.block, hidden)
-        self.grad_scale = by_block.abs().amax(dim=1).clamp_(min=_TINY).div_(_LEVELS)  # (blocks, hidden)
-        self.grad_q = torch.div(by_block, self.grad_scale[:, None, :]).round_().to(torch.int8).view(padded, hidden)
+        # Each (block, hidden column) quantised as one row of block values.
+        columns = w.view(self.blocks, self.block, hidden).transpose(1, 2).reshape(-1, self.block)
+        q, column_scale = quantize_rows(columns)
+        self.grad_q = q.view(self.blocks, hidden, self.block).transpose(1, 2).reshape(padded, hidden)
+        self.grad_scale = column_scale.view(self.blocks, hidden)
         generator = torch.Generator().manual_seed(DITHER_SEED)
         self.dither = torch.randint(0, 256, (DITHER_ROWS, padded), generator=generator, dtype=torch.uint8)
 
