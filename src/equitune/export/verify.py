@@ -375,6 +375,8 @@ def _hf_adds_bos(tokenizer: Any) -> bool:
 def _llama(path: Path, lora_path: str | Path | None, n_ctx: int, kv_cache_f32: bool) -> Iterator[Any]:
     try:
         import llama_cpp
+
+        from equitune.llamacpp import LlamaCppLoadError, open_llama
     except ImportError as exc:
         raise ExportVerificationError(f"Verifying a GGUF needs llama-cpp-python: {exc}") from exc
     what = f"{path}" + (f" with adapter {lora_path}" if lora_path is not None else "")
@@ -382,8 +384,8 @@ def _llama(path: Path, lora_path: str | Path | None, n_ctx: int, kv_cache_f32: b
         {"type_k": llama_cpp.GGML_TYPE_F32, "type_v": llama_cpp.GGML_TYPE_F32} if kv_cache_f32 else {}
     )
     try:
-        llm = llama_cpp.Llama(
-            model_path=str(path),
+        llm = open_llama(
+            path,
             lora_path=str(lora_path) if lora_path is not None else None,
             n_ctx=n_ctx,
             n_batch=n_ctx,
@@ -391,7 +393,7 @@ def _llama(path: Path, lora_path: str | Path | None, n_ctx: int, kv_cache_f32: b
             verbose=False,
             **cache,
         )
-    except (ValueError, RuntimeError, OSError) as exc:
+    except (ValueError, RuntimeError, OSError, LlamaCppLoadError) as exc:
         raise ExportVerificationError(
             f"llama.cpp cannot load {what}: {exc} (llama.cpp's log on stderr says why; rerun with verbose logging)"
         ) from exc

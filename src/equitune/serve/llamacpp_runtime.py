@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from equitune.errors import EquituneError
+from equitune.llamacpp import LlamaCppLoadError, open_llama
+from equitune.llamacpp import default_threads as default_threads  # re-exported for the server and tests
 from equitune.serve.runtime import Generation, GenerationOptions, Message, ModelRuntimeError
 
 INSTALL_HINT = "pip install 'equitune[serve]'"
@@ -36,14 +38,6 @@ def _import_llama_cpp() -> Any:
             f"{INSTALL_HINT}"
         ) from None
     return llama_cpp
-
-
-def default_threads() -> int:
-    """The CPUs this process may run on (llama-cpp-python's own default is half the machine's cores)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS and Windows have no sched_getaffinity
-        return max(1, os.cpu_count() or 1)
 
 
 def _check_gguf(path: Path, what: str) -> None:
@@ -106,8 +100,8 @@ class LlamaCppRuntime:
             _check_adapter_type(self.lora_path)
         self._llama_cpp = _import_llama_cpp()
         try:
-            self._llm: Any = self._llama_cpp.Llama(
-                model_path=str(self.model_path),
+            self._llm: Any = open_llama(
+                self.model_path,
                 lora_path=str(self.lora_path) if self.lora_path is not None else None,
                 n_ctx=n_ctx,
                 n_threads=n_threads or default_threads(),
@@ -115,7 +109,7 @@ class LlamaCppRuntime:
                 seed=seed,
                 verbose=verbose,
             )
-        except (ValueError, RuntimeError, OSError) as exc:
+        except (ValueError, RuntimeError, OSError, LlamaCppLoadError) as exc:
             adapter = f" with the LoRA adapter {self.lora_path}" if self.lora_path is not None else ""
             raise ModelRuntimeError(f"llama.cpp failed to load {self.model_path}{adapter}: {exc}") from None
         # llama-cpp-python 0.3.x does not notice when llama.cpp fails to read an adapter (a NULL pointer is not None)

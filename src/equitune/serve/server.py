@@ -1,7 +1,8 @@
 """Serving a model: llama-cpp-python's OpenAI-compatible HTTP server as a subprocess (``equitune serve``), and the
 interactive streaming chat of ``equitune chat``.
 
-The server is ``python -m llama_cpp.server``; it needs llama-cpp-python's ``server`` extra (FastAPI, uvicorn,
+The server is ``python -m llama_cpp.server`` (started through ``equitune.serve.llama_server``, which loads the model
+the way ``equitune.llamacpp`` found safe on this CPU); it needs llama-cpp-python's ``server`` extra (FastAPI, uvicorn,
 sse-starlette, starlette-context, pydantic-settings). Once ready it answers ``/v1/chat/completions``,
 ``/v1/completions`` and ``/v1/models``, so ``OpenAIRuntime`` (and any OpenAI client) can talk to it.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from equitune.llamacpp import EXTRA_BUFFERS_ENV, LlamaCppLoadError, load_plan
 from equitune.serve.llamacpp_runtime import default_threads
 from equitune.serve.runtime import GenerationOptions, Message, ModelRuntimeError, Runtime
 
@@ -132,8 +134,9 @@ def server_command(
     chat_format: str | None = None,
     python: str = sys.executable,
 ) -> list[str]:
-    """The ``python -m llama_cpp.server`` command line ``serve`` runs."""
-    command = [python, "-m", "llama_cpp.server", "--model", str(model_path), "--host", host, "--port", str(port)]
+    """The command line ``serve`` runs: ``llama_cpp.server`` through ``equitune.serve.llama_server``."""
+    command = [python, "-m", "equitune.serve.llama_server", "--model", str(model_path)]
+    command += ["--host", host, "--port", str(port)]
     command += ["--n_ctx", str(n_ctx), "--n_threads", str(n_threads or default_threads())]
     if lora_path is not None:
         command += ["--lora_path", str(lora_path)]
@@ -191,8 +194,13 @@ def serve(
     else:
         log_path = Path(log_file)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        plan = load_plan(model, n_threads=n_threads)
+    except LlamaCppLoadError as exc:
+        raise ModelRuntimeError(f"Cannot serve {model}: {exc}") from None
+    env = {**os.environ, EXTRA_BUFFERS_ENV: "on" if plan.extra_buffers else "off"}
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else host)
     return LlamaServer(process, f"http://{url_host}:{port}", command, log_path, api_key)
 
