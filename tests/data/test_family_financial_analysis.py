@@ -127,7 +127,7 @@ def test_wording_varies_with_the_seed_and_repeats_with_it(contexts: list[Example
 def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.is_base)
     text = FAMILY.respond(ctx, random.Random(0))
-    assert "ROIC of 95.0% against a WACC of 11.1%" in text
+    assert "ROIC of 95.0% against a WACC of 9.4%" in text
     assert "| Net debt/EBITDA | 0.3x | low |" in text
     assert re.search(r"Revenue (rose|increased|grew) to \$391\.0B from \$383\.3B", text)
     assert "Interest coverage cannot be computed" in text

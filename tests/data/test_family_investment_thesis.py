@@ -94,11 +94,11 @@ def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.is_base)
     response = FAMILY.respond(ctx, random.Random(0))
     assert "**SELL**" in response
-    assert "$192.06" in response  # price target = base scenario
-    assert "| Bull | $201.60 | -19.5% | 4.0% | 29.3% | 10.6% |" in response
-    assert "| Bear | $183.69 | -26.6% | 0.0% | 25.3% | 11.6% |" in response
+    assert "$202.37" in response  # price target = base scenario
+    assert "| Bull | $214.89 | -14.2% | 4.0% | 29.3% | 8.9% |" in response
+    assert "| Bear | $191.71 | -23.4% | 0.0% | 25.3% | 9.9% |" in response
     assert "first-year revenue growth of 4.0% (above the 2.0% base case)" in response
-    assert "a higher WACC of 11.6% (base 11.1%)" in response
+    assert "a higher WACC of 9.9% (base 9.4%)" in response
     assert "even the bull case sits below the $250.42 share price" in response
     assert "the whole range sits below the current price" in response
 
@@ -108,7 +108,7 @@ def test_condition_effect_is_stated(contexts: list[ExampleContext]) -> None:
     response = FAMILY.respond(ctx, random.Random(0))
     assert "first-year revenue growth -800 bp to -6.0%" in response
     assert "FCF margin -200 bp to 25.3%" in response
-    assert "the price target from $192.06 to $182.67" in response
+    assert "the price target from $202.37 to $190.50" in response
     assert "the rating stays SELL" in response
 
 

@@ -142,11 +142,11 @@ def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.is_base)
     text = FAMILY.respond(ctx, random.Random(0))
     assert "SELL rating" in text
-    assert "Our price target of $192.06 (-23.3% against $250.42)" in text
-    assert "| Bear | $183.69 | -26.6% | 0.0% | 25.3% | 11.6% |" in text
+    assert "Our price target of $202.37 (-19.2% against $250.42)" in text
+    assert "| Bear | $191.71 | -23.4% | 0.0% | 25.3% | 9.9% |" in text
     assert "| Financial | Low | net debt/EBITDA 0.3x, interest coverage n/a |" in text
-    assert "| Valuation / downside | High | bear case $183.69 (-26.6%) |" in text
-    assert "cuts the DCF value per share from $78.62 to $74.17" in text
+    assert "| Valuation / downside | High | bear case $191.71 (-23.4%) |" in text
+    assert "cuts the DCF value per share from $99.24 to $92.35" in text
     assert "Digital Markets Act" in text
 
 

@@ -85,12 +85,12 @@ def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     assert d is not None
     assert ctx.rating == "Sell"
     assert "**SELL**" in response
-    assert "$192.06" in response and price(t.price_target) == "$192.06"
-    assert "-23.3%" in response
-    assert "$78.62" in response  # DCF value per share
+    assert "$202.37" in response and price(t.price_target) == "$202.37"
+    assert "-19.2%" in response
+    assert "$99.24" in response  # DCF value per share
     assert "$305.49" in response  # comparables value per share
-    assert "| **WACC** | **11.1%** |" in response
-    assert "| **Enterprise value** | **$1.25T** |" in response
+    assert "| **WACC** | **9.4%** |" in response
+    assert "| **Enterprise value** | **$1.57T** |" in response
     assert "| NVIDIA Corporation (NVDA) | 96.7x | 112.5x | 54.7x |" in response
     assert "| EV/EBITDA | 31.1x | 25.6x | 38.4x | 29.0x | $269.04 |" in response
     assert "a discount to the 31.1x peer median" in response
@@ -102,8 +102,8 @@ def test_condition_effect_is_stated(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.condition.name == "rates_up_100bp")
     response = FAMILY.respond(ctx, random.Random(0))
     assert "the risk-free rate moves +100 bp to 5.5%" in response
-    assert f"up from {'11.1%'} in the base case" in response
-    assert "lower than the base-case $192.06" in response
+    assert f"up from {'9.4%'} in the base case" in response
+    assert "lower than the base-case $202.37" in response
 
 
 def test_company_without_a_dcf() -> None:

@@ -10,7 +10,8 @@ from equitune.finance import ScenarioShift, ValuationAssumptions
 
 def test_defaults_are_the_documented_values() -> None:
     a = ValuationAssumptions()
-    assert (a.risk_free_rate, a.equity_risk_premium, a.terminal_growth) == (0.045, 0.055, 0.025)
+    assert (a.risk_free_rate, a.equity_risk_premium, a.terminal_growth) == (0.045, 0.0433, 0.025)
+    assert a.beta_adjustment == "blume"
     assert a.projection_years == 5
     assert a.cost_of_debt is None and a.tax_rate is None and a.exit_multiple is None
     assert a.fallback_tax_rate == 0.21

@@ -14,6 +14,7 @@ from equitune.finance import (
     market_data,
     weighted_average_cost_of_capital,
 )
+from equitune.finance.wacc import adjusted_beta
 
 
 def test_building_blocks() -> None:
@@ -27,17 +28,31 @@ def test_building_blocks() -> None:
 
 def test_testco_wacc_by_hand() -> None:
     w = compute_wacc(make_company())
-    assert w.cost_of_equity == pytest.approx(0.111)  # 0.045 + 1.2 * 0.055
+    assert w.raw_beta == 1.2 and w.beta == pytest.approx(2 / 3 * 1.2 + 1 / 3)  # Blume: 1.133333
+    assert w.cost_of_equity == pytest.approx(0.045 + 1.1333333 * 0.0433)  # 0.094073
     assert (w.pre_tax_cost_of_debt, w.cost_of_debt_source) == (pytest.approx(0.05), "implied")  # 20 / 400
     assert (w.tax_rate, w.tax_rate_source) == (pytest.approx(0.25), "effective")  # 50 / 200
     assert w.after_tax_cost_of_debt == pytest.approx(0.0375)  # 0.05 * 0.75
     assert (w.equity_value, w.debt_value) == (2000.0, 400.0)
     assert w.equity_weight == pytest.approx(2000 / 2400)
     assert w.debt_weight == pytest.approx(400 / 2400)
-    # 0.8333 * 0.111 + 0.1667 * 0.0375 = 0.0925 + 0.00625
-    assert w.wacc == pytest.approx(0.09875)
-    assert (w.risk_free_rate, w.equity_risk_premium, w.beta, w.beta_source) == (0.045, 0.055, 1.2, "reported")
-    assert len(w.notes) == 2
+    # 0.8333 * 0.094073 + 0.1667 * 0.0375 = 0.078394 + 0.00625
+    assert w.wacc == pytest.approx(0.0846444, abs=1e-7)
+    assert (w.risk_free_rate, w.equity_risk_premium, w.beta_source) == (0.045, 0.0433, "reported")
+    assert len(w.notes) == 4
+    assert w.notes[2] == "beta 1.13: reported beta 1.20 adjusted toward 1.0 (Blume: 2/3 x 1.20 + 1/3)"
+    assert w.notes[3] == "equity risk premium 4.33%: Damodaran's implied ERP on 2025-01-01"
+    raw = compute_wacc(make_company(), ValuationAssumptions(beta_adjustment="none"))
+    assert raw.beta == 1.2 and raw.cost_of_equity == pytest.approx(0.045 + 1.2 * 0.0433)
+
+
+def test_adjusted_beta_pulls_toward_the_market() -> None:
+    assert adjusted_beta(1.5) == pytest.approx(4 / 3)  # 2/3 * 1.5 + 1/3
+    assert adjusted_beta(0.4) == pytest.approx(0.6)  # a low beta rises
+    assert adjusted_beta(1.0) == pytest.approx(1.0)  # the market's beta is its own fixed point
+    assert adjusted_beta(1.7, "none") == 1.7
+    with pytest.raises(FinanceError, match="unknown beta adjustment"):
+        adjusted_beta(1.0, "vasicek")
 
 
 def test_missing_interest_falls_back_to_rf_plus_spread() -> None:
@@ -64,8 +79,11 @@ def test_tax_rate_fallback_and_limits() -> None:
 
 
 def test_overrides_are_used_as_given() -> None:
-    a = ValuationAssumptions(cost_of_debt=0.07, tax_rate=0.30, risk_free_rate=0.04, equity_risk_premium=0.05)
+    a = ValuationAssumptions(
+        cost_of_debt=0.07, tax_rate=0.30, risk_free_rate=0.04, equity_risk_premium=0.05, beta_adjustment="none"
+    )
     w = compute_wacc(make_company(), a)
+    assert "equity risk premium 5.00% set in the assumptions" in w.notes
     assert (w.pre_tax_cost_of_debt, w.cost_of_debt_source) == (0.07, "override")
     assert (w.tax_rate, w.tax_rate_source) == (0.30, "override")
     assert w.cost_of_equity == pytest.approx(0.10)  # 0.04 + 1.2 * 0.05
@@ -76,7 +94,7 @@ def test_overrides_are_used_as_given() -> None:
 def test_missing_beta_uses_the_default() -> None:
     w = compute_wacc(make_company(beta=None), ValuationAssumptions(default_beta=0.8))
     assert (w.beta, w.beta_source) == (0.8, "default")
-    assert w.cost_of_equity == pytest.approx(0.089)  # 0.045 + 0.8 * 0.055
+    assert w.cost_of_equity == pytest.approx(0.07964)  # 0.045 + 0.8 * 0.0433 (the default is not adjusted)
 
 
 def test_no_debt_is_all_equity() -> None:

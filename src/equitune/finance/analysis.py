@@ -20,6 +20,7 @@ from equitune.finance.comparables import ComparablesResult, compare_with_peers
 from equitune.finance.dcf import DCFInputs, DCFResult, dcf_inputs, run_dcf, sensitivity_table
 from equitune.finance.inputs import MarketData, check_finite, latest_year, market_data
 from equitune.finance.ratios import FinancialRatios, compute_ratios
+from equitune.finance.reverse_dcf import ReverseDCF, reverse_dcf
 from equitune.finance.target import PriceTarget, Rating, Scenario, price_target, run_scenarios
 from equitune.finance.wacc import WACCResult, compute_wacc
 from equitune.market.models import Company
@@ -54,6 +55,9 @@ class CompanyAnalysis(ResultModel):
     wacc: WACCResult
     dcf: DCFResult | None = Field(description="DCF with sensitivity table (None when it cannot run).")
     dcf_error: str | None = Field(description="Why the DCF could not run, when it could not.")
+    reverse_dcf: ReverseDCF | None = Field(
+        default=None, description="Year-1 growth and FCF margin the share price implies under the DCF's model."
+    )
     comparables: ComparablesResult
     target: PriceTarget
     scenarios: list[Scenario] = Field(description="Bear, base and bull scenarios.")
@@ -138,6 +142,7 @@ def analyze_company(
         warnings.append(f"DCF could not run: {exc}")
     if dcf is not None:
         warnings.extend(f"DCF: {issue}" for issue in dcf.issues)
+    implied = reverse_dcf(inputs, market.price) if inputs is not None and dcf is not None else None
 
     target = price_target(market.price, dcf, comps, a)
     warnings.extend(target.flags)
@@ -165,6 +170,7 @@ def analyze_company(
         wacc=wacc,
         dcf=dcf,
         dcf_error=dcf_error,
+        reverse_dcf=implied,
         comparables=comps,
         target=target,
         scenarios=scenarios,

@@ -6,8 +6,11 @@ any of them (``--set valuation.terminal_growth=0.02``).
 
 How the assumptions are used, in one place:
 
-* **Cost of equity** (CAPM): ``risk_free_rate + beta * equity_risk_premium``; ``default_beta`` when the
-  company reports none.
+* **Cost of equity** (CAPM): ``risk_free_rate + beta * equity_risk_premium``. The beta is the record's raw
+  (regression) beta adjusted toward the market's 1.0 by ``beta_adjustment`` (default ``blume``:
+  ``2/3 * raw + 1/3``, Blume 1971, as Bloomberg reports it); ``default_beta`` when the company reports none. The
+  default equity risk premium is Damodaran's implied ERP for the S&P 500 on 2025-01-01, 4.33% (trailing
+  12-month cash yield; the snapshot's prices are the 2024-12-31 closes).
 * **Cost of debt** (pre-tax): ``cost_of_debt`` when set; otherwise the latest year's interest expense / total
   debt, limited to ``[min_cost_of_debt, max_cost_of_debt]``; when interest or debt is not reported,
   ``risk_free_rate + credit_spread``.
@@ -42,6 +45,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TerminalValueMethod = Literal["gordon", "exit_multiple", "average"]
+BetaAdjustment = Literal["blume", "none"]
+
+IMPLIED_ERP_2025 = 0.0433
+"""Damodaran's implied equity risk premium of the S&P 500 on 2025-01-01 (trailing 12-month cash yield), from his
+January 2025 data update (pages.stern.nyu.edu/~adamodar, "Implied ERP")."""
 
 
 class ScenarioShift(BaseModel):
@@ -88,7 +96,15 @@ class ValuationAssumptions(BaseModel):
         description="Risk-free rate: 10-year US Treasury yield, about 4.5% at end-2024.",
     )
     equity_risk_premium: float = Field(
-        default=0.055, ge=0.0, le=0.2, description="Equity risk premium over the risk-free rate used in CAPM."
+        default=IMPLIED_ERP_2025,
+        ge=0.0,
+        le=0.2,
+        description="Equity risk premium over the risk-free rate used in CAPM; default: Damodaran's implied ERP "
+        "of the S&P 500 on 2025-01-01 (4.33%, trailing 12-month cash yield).",
+    )
+    beta_adjustment: BetaAdjustment = Field(
+        default="blume",
+        description="How the record's raw beta is adjusted: 'blume' = 2/3 * raw + 1/3 (Blume 1971), 'none' = raw.",
     )
     default_beta: float = Field(
         default=1.0,

@@ -1,7 +1,9 @@
 """Weighted average cost of capital: CAPM cost of equity, after-tax cost of debt, market-value weights.
 
 WACC = E/(E+D) * (rf + beta * ERP) + D/(E+D) * Kd * (1 - t), with E the market capitalisation and D the
-latest reported total debt (book value, the usual stand-in for the market value of debt).
+latest reported total debt (book value, the usual stand-in for the market value of debt). The beta is the record's
+raw regression beta adjusted toward 1.0 (Blume, "On the Assessment of Risk", Journal of Finance 1971: betas regress
+toward the mean, ``adjusted = 2/3 * raw + 1/3``, the adjustment Bloomberg's "adjusted beta" applies).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class WACCResult(ResultModel):
 
     risk_free_rate: float = Field(description="Risk-free rate used in CAPM.")
     equity_risk_premium: float = Field(description="Equity risk premium used in CAPM.")
-    beta: float = Field(description="Equity beta used.")
+    raw_beta: float = Field(description="Beta of the record (or the default) before adjustment.")
+    beta_adjustment: str = Field(description="'blume' (2/3 * raw + 1/3) or 'none'.")
+    beta: float = Field(description="Equity beta used in CAPM (adjusted).")
     beta_source: Literal["reported", "default"] = Field(description="'default' = the assumptions' default_beta.")
     cost_of_equity: float = Field(description="rf + beta * ERP.")
     pre_tax_cost_of_debt: float = Field(description="Kd before tax.")
@@ -44,6 +48,15 @@ class WACCResult(ResultModel):
 def cost_of_equity(risk_free_rate: float, beta: float, equity_risk_premium: float) -> float:
     """CAPM cost of equity: ``risk_free_rate + beta * equity_risk_premium``."""
     return risk_free_rate + beta * equity_risk_premium
+
+
+def adjusted_beta(raw_beta: float, method: str = "blume") -> float:
+    """The beta CAPM uses: Blume's ``2/3 * raw + 1/3`` (``method='blume'``) or the raw beta (``'none'``)."""
+    if method == "none":
+        return raw_beta
+    if method == "blume":
+        return 2.0 / 3.0 * raw_beta + 1.0 / 3.0
+    raise FinanceError(f"unknown beta adjustment '{method}' (blume or none)")
 
 
 def after_tax_cost_of_debt(pre_tax_cost_of_debt: float, tax_rate: float) -> float:
@@ -126,15 +139,23 @@ def compute_wacc(company: Company, assumptions: ValuationAssumptions | None = No
     market = market_data(company)
     notes: list[str] = []
 
-    beta = company.beta if company.beta is not None else a.default_beta
+    raw = company.beta if company.beta is not None else a.default_beta
     beta_source: Literal["reported", "default"] = "reported" if company.beta is not None else "default"
     if beta_source == "default":
         notes.append(f"beta not reported; default beta {a.default_beta:.2f} used")
+    # The default beta is the market's own, not a regression estimate: nothing to pull toward 1.0.
+    beta = adjusted_beta(raw, a.beta_adjustment) if beta_source == "reported" else raw
     ke = cost_of_equity(a.risk_free_rate, beta, a.equity_risk_premium)
 
     kd, kd_source, kd_note = resolve_cost_of_debt(year, a)
     tax, tax_source, tax_note = resolve_tax_rate(year, a)
     notes.extend([kd_note, tax_note])
+    if beta_source == "reported" and a.beta_adjustment == "blume":
+        notes.append(f"beta {beta:.2f}: reported beta {raw:.2f} adjusted toward 1.0 (Blume: 2/3 x {raw:.2f} + 1/3)")
+    if "equity_risk_premium" in a.model_fields_set:
+        notes.append(f"equity risk premium {a.equity_risk_premium:.2%} set in the assumptions")
+    else:
+        notes.append(f"equity risk premium {a.equity_risk_premium:.2%}: Damodaran's implied ERP on 2025-01-01")
     kd_after = after_tax_cost_of_debt(kd, tax)
 
     debt = year.total_debt
@@ -147,6 +168,8 @@ def compute_wacc(company: Company, assumptions: ValuationAssumptions | None = No
     return WACCResult(
         risk_free_rate=a.risk_free_rate,
         equity_risk_premium=a.equity_risk_premium,
+        raw_beta=raw,
+        beta_adjustment=a.beta_adjustment if beta_source == "reported" else "none",
         beta=beta,
         beta_source=beta_source,
         cost_of_equity=ke,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -211,6 +212,8 @@ def render_analysis(a: CompanyAnalysis, console: Console) -> None:
         f"({_pct(t.upside, signed=True)}) · DCF {_price(t.dcf_value_per_share)} · "
         f"comparables {_price(t.comps_value_per_share)} · method {t.method}"
     )
+    if a.reverse_dcf is not None:
+        headline += f"\n{escape(a.reverse_dcf.statement())}"
     console.print(Panel(headline, title="equitune analyze", expand=False))
     console.print(Group(ratios_table(a), wacc_table(a)))
     for table in dcf_tables(a):
