@@ -339,8 +339,13 @@ def forget_verdicts() -> None:
 _PARAMS_LOCK = threading.Lock()
 
 
-def _supports_extra_bufts_flag(bindings: Any) -> bool:
-    return any(name == "use_extra_bufts" for name, *_ in getattr(bindings.llama_model_params, "_fields_", []))
+def _require_extra_bufts_flag(bindings: Any) -> None:
+    """Raise unless this llama-cpp-python's model parameters have ``use_extra_bufts`` (added in 0.3.16)."""
+    if not any(name == "use_extra_bufts" for name, *_ in getattr(bindings.llama_model_params, "_fields_", [])):
+        raise LlamaCppLoadError(
+            "This llama-cpp-python has no use_extra_bufts model parameter, so its extra buffer types cannot be turned "
+            "off; install llama-cpp-python >= 0.3.16 (./scripts/setup_env.sh serve builds a checked one)"
+        )
 
 
 def _without_extra_buffers(default_params: Callable[[], Any]) -> Callable[[], Any]:
@@ -360,11 +365,7 @@ def model_params(extra_buffers: bool) -> Iterator[None]:
     if extra_buffers:
         yield
         return
-    if not _supports_extra_bufts_flag(bindings):
-        raise LlamaCppLoadError(
-            "This llama-cpp-python has no use_extra_bufts model parameter, so its extra buffer types cannot be turned "
-            "off; install llama-cpp-python >= 0.3.16 (./scripts/setup_env.sh serve builds a checked one)"
-        )
+    _require_extra_bufts_flag(bindings)
     with _PARAMS_LOCK:
         original = bindings.llama_model_default_params
         bindings.llama_model_default_params = _without_extra_buffers(original)
@@ -377,8 +378,7 @@ def model_params(extra_buffers: bool) -> Iterator[None]:
 def disable_extra_buffers_for_process() -> None:
     """Every model this process loads goes without extra buffer types (the ``equitune serve`` subprocess)."""
     bindings = _bindings()
-    if not _supports_extra_bufts_flag(bindings):
-        raise LlamaCppLoadError("This llama-cpp-python cannot turn extra buffer types off (no use_extra_bufts)")
+    _require_extra_bufts_flag(bindings)
     bindings.llama_model_default_params = _without_extra_buffers(bindings.llama_model_default_params)
 
 

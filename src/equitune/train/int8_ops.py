@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from equitune.llamacpp import cpu_flags
+
 log = logging.getLogger(__name__)
 
 LEVELS = 127.0
@@ -247,8 +249,7 @@ def cpu_int8_supported(cpuinfo: str = "/proc/cpuinfo") -> bool:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
-    if not flags.intersection(INT8_DOT_FLAGS) or not hasattr(torch, "_int_mm"):
+    if not cpu_flags(text).intersection(INT8_DOT_FLAGS) or not hasattr(torch, "_int_mm"):
         return False
     a = torch.arange(-60, 60, dtype=torch.int8).reshape(8, 15)
     b = torch.arange(15 * 24, dtype=torch.int64).remainder(255).sub(127).to(torch.int8).reshape(15, 24)
