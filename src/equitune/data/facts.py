@@ -391,3 +391,24 @@ def add_company(
         for name, kind in _COMPANY_KINDS.items():
             if fields is None or name in fields:
                 sheet.add(f"{key}.{name}", getattr(fy, name), kind)
+
+
+# The fundamental DCF, the excess-return and dividend-discount models, bank and insurer line items.
+_FIELD_KINDS.update(
+    {
+        **dict.fromkeys(
+            ["invested_capital", "nopat", "reinvestment", "book_value", "excess_return", "net_interest_income",
+             "provision_for_credit_losses", "common_equity", "tangible_common_equity"],
+            "money",
+        ),
+        **dict.fromkeys(
+            ["operating_margin", "target_operating_margin", "base_roic", "reinvestment_rate", "fundamental_growth",
+             "historical_growth", "terminal_roic", "roe", "growth", "sustainable_growth", "payout_ratio",
+             "cet1_ratio", "comps_weight_pb"],
+            "fraction",
+        ),
+        **dict.fromkeys(["justified_pb", "current_pb", "pb", "sales_to_capital"], "multiple"),
+        **dict.fromkeys(["book_value_per_share", "dividend"], "per_share"),
+        **dict.fromkeys(["explicit_years", "high_growth_years"], None),
+    }
+)

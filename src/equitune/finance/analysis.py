@@ -17,7 +17,7 @@ from equitune.errors import FinanceError
 from equitune.finance.assumptions import ValuationAssumptions
 from equitune.finance.base import ResultModel
 from equitune.finance.comparables import ComparablesResult, compare_with_peers
-from equitune.finance.dcf import DCFInputs, DCFResult, dcf_inputs, run_dcf, sensitivity_table
+from equitune.finance.dcf import DCFInputs, DCFResult, dcf_inputs, run_dcf, sales_to_capital, sensitivity_table
 from equitune.finance.inputs import MarketData, check_finite, latest_year, market_data
 from equitune.finance.ratios import FinancialRatios, compute_ratios
 from equitune.finance.reverse_dcf import ReverseDCF, reverse_dcf
@@ -133,7 +133,9 @@ def analyze_company(
     dcf: DCFResult | None = None
     dcf_error: str | None = None
     try:
-        inputs = dcf_inputs(company, wacc.wacc, a, comps.summary("ev_ebitda").median, wacc.tax_rate)
+        inputs = dcf_inputs(
+            company, wacc.wacc, a, comps.summary("ev_ebitda").median, wacc.tax_rate, _peer_sales_to_capital(comps, universe)
+        )
         dcf = run_dcf(inputs)
         table = sensitivity_table(inputs, a.sensitivity_wacc_step, a.sensitivity_growth_step, a.sensitivity_steps)
         dcf = dcf.model_copy(update={"sensitivity": table})
@@ -180,3 +182,16 @@ def analyze_company(
         upside=target.upside,
         rating=target.rating,
     )
+
+
+def _peer_sales_to_capital(comps: ComparablesResult, universe: list[Company]) -> float | None:
+    """Median revenue / invested capital of the comparables' peers with positive invested capital (the
+    fundamental DCF's sales-to-capital when the company's own invested capital is not positive)."""
+    by_ticker = {c.ticker: c for c in universe}
+    ratios = sorted(
+        r for p in comps.peers if p.ticker in by_ticker and (r := sales_to_capital(by_ticker[p.ticker])) is not None
+    )
+    if not ratios:
+        return None
+    mid = len(ratios) // 2
+    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2.0

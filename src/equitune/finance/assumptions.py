@@ -45,6 +45,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 TerminalValueMethod = Literal["gordon", "exit_multiple", "average"]
+DCFModel = Literal["fundamental", "five_year"]
 BetaAdjustment = Literal["blume", "none"]
 
 IMPLIED_ERP_2025 = 0.0433
@@ -64,9 +65,19 @@ class ScenarioShift(BaseModel):
         description="Added to year-1 revenue growth (the fade to terminal growth is kept), e.g. 0.02.",
     )
     fcf_margin: float = Field(
-        default=0.0, ge=-0.2, le=0.2, description="Added to the free-cash-flow margin, e.g. 0.02."
+        default=0.0,
+        ge=-0.2,
+        le=0.2,
+        description="Added to the margin lever: the FCF margin (five_year model) or the long-run operating margin "
+        "(fundamental model), e.g. 0.02.",
     )
-    wacc: float = Field(default=0.0, ge=-0.05, le=0.05, description="Added to the WACC, e.g. -0.005 for a bull case.")
+    wacc: float = Field(
+        default=0.0,
+        ge=-0.05,
+        le=0.05,
+        description="Added to the discount rate (the WACC; the cost of equity for the excess-return and "
+        "dividend-discount models), e.g. -0.005 for a bull case.",
+    )
     exit_multiple: float = Field(
         default=0.0,
         ge=-10.0,
@@ -146,7 +157,51 @@ class ValuationAssumptions(BaseModel):
     )
 
     # ---- DCF projection
-    projection_years: int = Field(default=5, ge=1, le=15, description="Years of explicit revenue and FCF projection.")
+    dcf_model: DCFModel = Field(
+        default="five_year",
+        description="'fundamental': growth from reinvestment x ROIC, paid for through sales-to-capital, margins "
+        "toward a long-run level, returns on new capital converging to the WACC after year N; 'five_year': the "
+        "earlier model (historical CAGR fading over 5 years, FCF margin held flat).",
+    )
+    projection_years: int = Field(
+        default=5, ge=1, le=15, description="five_year model: years of explicit revenue and FCF projection."
+    )
+    explicit_years: int = Field(
+        default=10,
+        ge=1,
+        le=15,
+        description="Fundamental DCF and dividend-discount model: years of explicit projection before the "
+        "terminal value (long enough for growth to fade).",
+    )
+    high_growth_years: int = Field(
+        default=5, ge=0, le=15, description="Fundamental model: years at year-1 growth before the fade to terminal."
+    )
+    target_operating_margin: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Fundamental model: operating margin reached in year N for every company; null = long_run_margin.",
+    )
+    long_run_margin: Literal["latest", "history"] = Field(
+        default="latest",
+        description="Fundamental model, when target_operating_margin is null: the margin reached in year N is the "
+        "latest year's ('latest': two years of history are not a cycle) or the average over "
+        "fcf_margin_history_years ('history').",
+    )
+    sales_to_capital: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=50.0,
+        description="Fundamental model: revenue per dollar of invested capital for every company; null = the "
+        "company's revenue / (equity + debt - cash), or the peers' median when that capital is not positive.",
+    )
+    terminal_roic: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Fundamental model: return on new capital after year N; null = the WACC (no value from growth "
+        "after year N).",
+    )
     terminal_growth: float = Field(
         default=0.025,
         ge=-0.02,
@@ -228,6 +283,13 @@ class ValuationAssumptions(BaseModel):
         ge=0.0,
         le=1.0,
         description="Weight of the EV/Sales-implied value in the comparables value.",
+    )
+
+    comps_weight_pb: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Banks and insurers: weight of the P/B-implied value (their comparables use P/E and P/B only).",
     )
 
     # ---- price target and rating

@@ -24,11 +24,14 @@ from equitune.errors import FinanceError
 from equitune.finance.assumptions import ValuationAssumptions
 from equitune.finance.base import ResultModel, positive_div, quartiles, safe_div
 from equitune.finance.inputs import check_finite, latest_year, market_data
-from equitune.market.models import Company
+from equitune.market.models import Company, FiscalYear
 
-MultipleName = Literal["ev_ebitda", "pe", "ev_sales"]
+MultipleName = Literal["ev_ebitda", "pe", "ev_sales", "pb"]
 MULTIPLES: tuple[MultipleName, ...] = ("ev_ebitda", "pe", "ev_sales")
-PeerBasis = Literal["sub_industry", "sector"]
+# Banks and insurers: enterprise value has no meaning (debt is raw material), so they are compared on P/E and
+# price to book (market cap / common equity); the EV multiples are listed as not applicable.
+INSTITUTION_MULTIPLES: tuple[MultipleName, ...] = ("ev_ebitda", "pe", "ev_sales", "pb")
+PeerBasis = Literal["sub_industry", "sector", "institutions"]
 _EV_MULTIPLES: tuple[MultipleName, ...] = ("ev_ebitda", "ev_sales")
 
 QUARTILE_METHOD = "linear interpolation between order statistics (Excel QUARTILE.INC / numpy 'linear')"
@@ -49,6 +52,7 @@ class PeerMultiples(ResultModel):
     ev_ebitda: float | None = Field(description="EV / EBITDA.")
     pe: float | None = Field(description="Market cap / net income.")
     ev_sales: float | None = Field(description="EV / revenue.")
+    pb: float | None = Field(default=None, description="Market cap / common equity (banks and insurers).")
 
 
 class PeerExclusion(ResultModel):
@@ -108,15 +112,19 @@ class ComparablesResult(ResultModel):
 def select_peers(
     company: Company, universe: list[Company], min_peers: int = 3
 ) -> tuple[list[Company], PeerBasis, str, int]:
-    """Peers of ``company`` in ``universe``: the same GICS sub-industry (itself excluded), or the whole
-    sector when the sub-industry has fewer than ``min_peers`` others. Returns the peers sorted by ticker,
-    the basis, the group name and the sub-industry count."""
+    """Peers of ``company`` in ``universe``: the same GICS sub-industry (itself excluded); when it has fewer
+    than ``min_peers`` others, a bank or insurer falls back to every other bank and insurer, any other company
+    to the rest of its sector less the banks and insurers (a lender's multiples say nothing about a card
+    network's). Returns the peers sorted by ticker, the basis, the group name and the sub-industry count."""
     others = {c.ticker: c for c in universe if c.ticker.upper() != company.ticker.upper()}
     same_sector = [c for _, c in sorted(others.items()) if c.sector.casefold() == company.sector.casefold()]
     sub_industry = [c for c in same_sector if c.sub_industry.casefold() == company.sub_industry.casefold()]
     if len(sub_industry) >= min_peers:
         return sub_industry, "sub_industry", company.sub_industry, len(sub_industry)
-    return same_sector, "sector", company.sector, len(sub_industry)
+    if company.institution is not None:
+        institutions = [c for c in same_sector if c.institution is not None]
+        return institutions, "institutions", "banks and insurers", len(sub_industry)
+    return [c for c in same_sector if c.institution is None], "sector", company.sector, len(sub_industry)
 
 
 def enterprise_value(market_cap: float, total_debt: float | None, cash: float | None) -> float | None:
@@ -158,6 +166,11 @@ def peer_multiples(peer: Company) -> tuple[PeerMultiples | None, list[PeerExclus
     pe = positive_div(cap, fy.net_income)
     if pe is None:
         skip("pe", f"net income {_shown(fy.net_income)} not positive")
+    pb = None
+    if peer.institution is not None:
+        pb = positive_div(cap, _book(fy))
+        if pb is None:
+            skip("pb", f"common equity {_shown(_book(fy))} not positive")
     row = PeerMultiples(
         ticker=peer.ticker,
         name=peer.name,
@@ -167,8 +180,13 @@ def peer_multiples(peer: Company) -> tuple[PeerMultiples | None, list[PeerExclus
         ev_ebitda=ev_ebitda,
         pe=pe,
         ev_sales=ev_sales,
+        pb=pb,
     )
     return row, excluded
+
+
+def _book(fy: FiscalYear) -> float | None:
+    return fy.common_equity if fy.common_equity is not None else fy.total_equity
 
 
 def _shown(value: float | None) -> str:
@@ -187,12 +205,12 @@ def implied_value_per_share(
     diluted_shares: float,
 ) -> float | None:
     """Value per share implied by applying ``multiple_value`` to the company's metric: for EV multiples
-    ``(multiple * metric - debt + cash) / shares``, for P/E ``multiple * net income / shares``. ``None``
+    ``(multiple * metric - debt + cash) / shares``, for P/E and P/B ``multiple * metric / shares``. ``None``
     when the multiple or the metric is missing or not positive (a multiple of a loss is no value)."""
     if multiple_value is None or company_metric is None or multiple_value <= 0 or company_metric <= 0:
         return None
     equity = multiple_value * company_metric
-    if multiple != "pe":
+    if multiple in _EV_MULTIPLES:
         equity += cash - total_debt
     return safe_div(equity, diluted_shares)
 
@@ -210,8 +228,10 @@ def combine_implied_values(
     return sum(effective[m] * v for m, v in usable.items()), effective
 
 
-def comps_weights(assumptions: ValuationAssumptions) -> dict[MultipleName, float]:
-    """The configured weight of each multiple in the comparables value."""
+def comps_weights(assumptions: ValuationAssumptions, institution: bool = False) -> dict[MultipleName, float]:
+    """The configured weight of each multiple in the comparables value (banks and insurers: P/E and P/B only)."""
+    if institution:
+        return {"ev_ebitda": 0.0, "pe": assumptions.comps_weight_pe, "ev_sales": 0.0, "pb": assumptions.comps_weight_pb}
     return {
         "ev_ebitda": assumptions.comps_weight_ev_ebitda,
         "pe": assumptions.comps_weight_pe,
@@ -241,17 +261,20 @@ def compare_with_peers(
     debt = fy.total_debt if fy.total_debt is not None else 0.0
     cash = fy.cash if fy.cash is not None else 0.0
     own_ev = enterprise_value(market.market_cap, fy.total_debt, fy.cash)
+    institution = company.institution is not None
     metrics: dict[MultipleName, float | None] = {
         "ev_ebitda": fy.ebitda,
         "pe": fy.net_income,
         "ev_sales": fy.revenue,
+        "pb": _book(fy),
     }
     own: dict[MultipleName, float | None] = {
         "ev_ebitda": positive_div(own_ev, fy.ebitda) if own_ev is not None and own_ev > 0 else None,
         "pe": positive_div(market.market_cap, fy.net_income),
         "ev_sales": positive_div(own_ev, fy.revenue) if own_ev is not None and own_ev > 0 else None,
+        "pb": positive_div(market.market_cap, _book(fy)),
     }
-    weights = comps_weights(a)
+    weights = comps_weights(a, institution)
     summaries = [
         _summarise(
             m,
@@ -263,8 +286,11 @@ def compare_with_peers(
             cash,
             market.diluted_shares,
         )
-        for m in MULTIPLES
+        for m in (INSTITUTION_MULTIPLES if institution else MULTIPLES)
     ]
+    if institution:
+        na = "not applicable to a bank or insurer (no enterprise value: debt is an operating item)"
+        summaries = [s.model_copy(update={"note": na}) if s.multiple in _EV_MULTIPLES else s for s in summaries]
     value, effective = combine_implied_values({s.multiple: s.implied_value_per_share for s in summaries}, weights)
     summaries = [s.model_copy(update={"effective_weight": effective[s.multiple]}) for s in summaries]
     issues: list[str] = []
@@ -290,7 +316,12 @@ def compare_with_peers(
     )
 
 
-_METRIC_LABEL: dict[MultipleName, str] = {"ev_ebitda": "EBITDA", "pe": "net income", "ev_sales": "revenue"}
+_METRIC_LABEL: dict[MultipleName, str] = {
+    "ev_ebitda": "EBITDA",
+    "pe": "net income",
+    "ev_sales": "revenue",
+    "pb": "common equity",
+}
 
 
 def _summarise(
@@ -350,5 +381,8 @@ def shifted_comparables_value(
             comps.cash,
             comps.diluted_shares,
         )
+    institution = any(m.multiple == "pb" for m in comps.multiples)
+    if institution:
+        return comps.value_per_share  # no EV multiple in a bank's or insurer's comparables value
     value, _ = combine_implied_values(implied, comps_weights(assumptions))
     return value

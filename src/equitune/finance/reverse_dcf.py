@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pydantic import Field
 
 from equitune.finance.base import ResultModel
-from equitune.finance.dcf import DCFInputs, exit_multiple_terminal_value, growth_path
+from equitune.finance.dcf import DCFInputs, exit_multiple_terminal_value, fundamental_value_per_share, growth_path
 
 GROWTH_BRACKET = (-0.9, 5.0)
 MARGIN_BRACKET = (-1.0, 1.0)
@@ -35,8 +35,12 @@ class ReverseDCF(ResultModel):
     price: float = Field(description="Share price the DCF is solved against.")
     model_initial_growth: float = Field(description="Year-1 revenue growth the DCF uses.")
     implied_initial_growth: float | None = Field(description="Year-1 growth at which DCF value = price.")
-    model_fcf_margin: float = Field(description="FCF margin the DCF uses.")
-    implied_fcf_margin: float | None = Field(description="FCF margin at which DCF value = price (model growth).")
+    model_fcf_margin: float = Field(
+        description="The margin lever the DCF uses: the FCF margin (five_year) or the long-run operating margin "
+        "(fundamental)."
+    )
+    implied_fcf_margin: float | None = Field(description="That margin at which DCF value = price (model growth).")
+    margin_kind: str = Field(default="FCF margin", description="'FCF margin' or 'long-run operating margin'.")
     terminal_growth: float = Field(description="Growth the path fades to (unchanged).")
     projection_years: int = Field(description="Years of the fade (unchanged).")
     wacc: float = Field(description="Discount rate (unchanged).")
@@ -48,12 +52,13 @@ class ReverseDCF(ResultModel):
         if self.implied_initial_growth is not None:
             implied.append(
                 f"year-1 revenue growth of {self.implied_initial_growth:.1%} fading to {self.terminal_growth:.1%} "
-                f"over {self.projection_years} years at a {self.model_fcf_margin:.1%} FCF margin (the DCF uses "
+                f"over {self.projection_years} years at a {self.model_fcf_margin:.1%} {self.margin_kind} (the DCF uses "
                 f"{self.model_initial_growth:.1%})"
             )
         if self.implied_fcf_margin is not None:
             implied.append(
-                f"an FCF margin of {self.implied_fcf_margin:.1%} on the DCF's growth path (the DCF uses "
+                f"{'an' if self.margin_kind.startswith('FCF') else 'a'} {self.margin_kind} of "
+                f"{self.implied_fcf_margin:.1%} on the DCF's growth path (the DCF uses "
                 f"{self.model_fcf_margin:.1%})"
             )
         text = "Reverse DCF"
@@ -66,8 +71,11 @@ class ReverseDCF(ResultModel):
 
 
 def dcf_value_per_share(inputs: DCFInputs, initial_growth: float, fcf_margin: float) -> float:
-    """The DCF value per share of ``inputs`` with year-1 growth and FCF margin replaced: the arithmetic of
-    ``run_dcf`` (same growth path, discounting, terminal value and bridge) without building its result models."""
+    """The DCF value per share of ``inputs`` with year-1 growth and the margin lever (FCF margin, or the
+    fundamental model's long-run operating margin) replaced: the arithmetic of ``run_dcf`` (same growth path,
+    discounting, terminal value and bridge) without building its result models."""
+    if inputs.model == "fundamental":
+        return fundamental_value_per_share(inputs, initial_growth, fcf_margin)
     w, g, n = inputs.wacc, inputs.terminal_growth, inputs.projection_years
     revenue, pv_sum, fcf = inputs.base_revenue, 0.0, 0.0
     for t, rate in enumerate(growth_path(initial_growth, g, n), start=1):
@@ -107,14 +115,28 @@ def reverse_dcf(inputs: DCFInputs, price: float) -> ReverseDCF:
     module docstring for what is held fixed, the brackets and when an answer is missing)."""
     notes: list[str] = []
     growth: float | None = None
+    fundamental = inputs.model == "fundamental"
+    lever = (inputs.target_operating_margin or 0.0) if fundamental else inputs.fcf_margin
+    kind = "long-run operating margin" if fundamental else "FCF margin"
+    # In the fundamental model growth adds value only while the margin's after-tax return on the capital it needs
+    # (margin x (1 - tax) x sales-to-capital) exceeds the discount rate; the value need not rise with growth.
+    grows = lever > 0 and (
+        not fundamental or lever * (1 - inputs.tax_rate) * (inputs.sales_to_capital or 0.0) > inputs.wacc
+    )
     if price <= 0:
         notes.append(f"price {price:,.2f} is not positive")
-    elif inputs.fcf_margin <= 0:
-        notes.append(f"FCF margin {inputs.fcf_margin:.1%} is not positive: more growth lowers the value")
+    elif not grows:
+        if fundamental and lever > 0:
+            notes.append(
+                f"at a {lever:.1%} operating margin and {inputs.sales_to_capital or 0:.2f} sales-to-capital new revenue "
+                f"earns less than the {inputs.wacc:.1%} WACC, so more growth lowers the value"
+            )
+        else:
+            notes.append(f"{kind} {lever:.1%} is not positive: more growth lowers the value")
     else:
-        growth = _solve(lambda g0: dcf_value_per_share(inputs, g0, inputs.fcf_margin), price, *GROWTH_BRACKET)
+        growth = _solve(lambda g0: dcf_value_per_share(inputs, g0, lever), price, *GROWTH_BRACKET)
         if growth is None:
-            low, high = (dcf_value_per_share(inputs, g0, inputs.fcf_margin) for g0 in GROWTH_BRACKET)
+            low, high = (dcf_value_per_share(inputs, g0, lever) for g0 in GROWTH_BRACKET)
             side = "above" if price > high else "below"
             notes.append(
                 f"the price is {side} every DCF value that year-1 growth between {GROWTH_BRACKET[0]:.0%} and "
@@ -124,13 +146,14 @@ def reverse_dcf(inputs: DCFInputs, price: float) -> ReverseDCF:
     if price > 0:
         margin = _solve(lambda m: dcf_value_per_share(inputs, inputs.initial_growth, m), price, *MARGIN_BRACKET)
         if margin is None:
-            notes.append("no FCF margin between -100% and +100% gives the price on the DCF's growth path")
+            notes.append(f"no {kind} between -100% and +100% gives the price on the DCF's growth path")
     return ReverseDCF(
         price=price,
         model_initial_growth=inputs.initial_growth,
         implied_initial_growth=growth,
-        model_fcf_margin=inputs.fcf_margin,
+        model_fcf_margin=lever,
         implied_fcf_margin=margin,
+        margin_kind=kind,
         terminal_growth=inputs.terminal_growth,
         projection_years=inputs.projection_years,
         wacc=inputs.wacc,

@@ -163,10 +163,14 @@ def price_target(
 def shift_inputs(inputs: DCFInputs, shift: ScenarioShift) -> DCFInputs:
     """DCF inputs with a scenario's shifts added (an exit multiple pushed to <= 0 becomes unavailable)."""
     multiple = inputs.exit_multiple + shift.exit_multiple if inputs.exit_multiple is not None else None
+    target = inputs.target_operating_margin
+    if inputs.model == "fundamental" and target is not None:
+        target += shift.fcf_margin  # the fundamental model's margin lever is the long-run operating margin
     return inputs.model_copy(
         update={
             "initial_growth": inputs.initial_growth + shift.revenue_growth,
-            "fcf_margin": inputs.fcf_margin + shift.fcf_margin,
+            "fcf_margin": inputs.fcf_margin + (shift.fcf_margin if inputs.model == "five_year" else 0.0),
+            "target_operating_margin": target,
             "wacc": inputs.wacc + shift.wacc,
             "exit_multiple": multiple if multiple is not None and multiple > 0 else None,
         }

@@ -61,6 +61,11 @@ FISCAL_FIELDS: tuple[str, ...] = (
     "total_equity",
     "total_assets",
     "dividends_per_share",
+    "net_interest_income",
+    "provision_for_credit_losses",
+    "common_equity",
+    "tangible_common_equity",
+    "cet1_ratio",
 )
 
 # The line items the product promises for every fiscal year of a complete record.
@@ -79,6 +84,60 @@ REQUIRED_FISCAL_FIELDS: tuple[str, ...] = (
     "total_equity",
     "dividends_per_share",
 )
+
+# Banks and insurers report no gross profit, EBITDA or capex that means anything: debt and deposits are their
+# raw material. Their records promise what their valuation (book value against return on equity) and a
+# reader's checks (net interest income, provisions, capital) need instead.
+REQUIRED_BANK_FIELDS: tuple[str, ...] = (
+    "revenue",
+    "net_interest_income",
+    "provision_for_credit_losses",
+    "pretax_income",
+    "net_income",
+    "eps_diluted",
+    "total_equity",
+    "common_equity",
+    "total_assets",
+    "dividends_per_share",
+    "cet1_ratio",
+)
+REQUIRED_INSURER_FIELDS: tuple[str, ...] = (
+    "revenue",
+    "pretax_income",
+    "net_income",
+    "eps_diluted",
+    "total_equity",
+    "common_equity",
+    "total_assets",
+    "dividends_per_share",
+)
+
+# GICS sub-industries whose companies are balance-sheet lenders or underwriters.
+BANK_SUB_INDUSTRIES: frozenset[str] = frozenset(
+    {"diversified banks", "regional banks", "investment banking & brokerage", "diversified capital markets"}
+)
+INSURER_SUB_INDUSTRIES: frozenset[str] = frozenset(
+    {
+        "property & casualty insurance",
+        "multi-line insurance",
+        "life & health insurance",
+        "reinsurance",
+        "insurance brokers",
+        "multi-sector holdings",
+    }
+)
+
+InstitutionKind = Literal["bank", "insurer"]
+
+
+def institution_kind(sub_industry: str) -> InstitutionKind | None:
+    """'bank' or 'insurer' for a GICS sub-industry of lenders or underwriters, else ``None``."""
+    key = sub_industry.strip().casefold()
+    if key in BANK_SUB_INDUSTRIES:
+        return "bank"
+    if key in INSURER_SUB_INDUSTRIES and key != "insurance brokers":
+        return "insurer"
+    return None
 
 
 class FiscalYear(BaseModel):
@@ -110,6 +169,15 @@ class FiscalYear(BaseModel):
     total_equity: float | None = Field(None, description="Shareholders' equity attributable to the company.")
     total_assets: float | None = Field(None, description="Total assets.")
     dividends_per_share: float | None = Field(None, description="Dividends declared per share.")
+    net_interest_income: float | None = Field(None, description="Banks: interest income less interest expense.")
+    provision_for_credit_losses: float | None = Field(None, description="Banks: provision for credit losses.")
+    common_equity: float | None = Field(
+        None, description="Banks and insurers: common shareholders' equity (total equity less preferred stock)."
+    )
+    tangible_common_equity: float | None = Field(
+        None, description="Banks: common equity less goodwill and intangibles (net of deferred tax)."
+    )
+    cet1_ratio: float | None = Field(None, description="Banks: Common Equity Tier 1 capital ratio (fraction).")
 
     def missing(self, fields: tuple[str, ...] = REQUIRED_FISCAL_FIELDS) -> list[str]:
         """Names of the given fields that are not reported for this year."""
@@ -153,6 +221,18 @@ class Company(BaseModel):
         return self
 
     @property
+    def institution(self) -> InstitutionKind | None:
+        """'bank' or 'insurer' when the sub-industry is one of lenders or underwriters, else ``None``."""
+        return institution_kind(self.sub_industry)
+
+    @property
+    def required_fiscal_fields(self) -> tuple[str, ...]:
+        """The line items a complete record of this kind of company reports for each fiscal year."""
+        return {"bank": REQUIRED_BANK_FIELDS, "insurer": REQUIRED_INSURER_FIELDS}.get(
+            self.institution or "", REQUIRED_FISCAL_FIELDS
+        )
+
+    @property
     def latest(self) -> FiscalYear:
         """The newest fiscal year; raises when the record has none."""
         if not self.financials:
@@ -170,5 +250,5 @@ class Company(BaseModel):
         if len(self.financials) < years:
             missing.append(f"financials (have {len(self.financials)} of {years} fiscal years)")
         for fy in self.financials[:years]:
-            missing.extend(f"FY{fy.fiscal_year}.{name}" for name in fy.missing())
+            missing.extend(f"FY{fy.fiscal_year}.{name}" for name in fy.missing(self.required_fiscal_fields))
         return missing

@@ -520,6 +520,8 @@ class _Builder:
         self.report = ImportReport(file=table.path)
         self.join_stats: Counter[str] = Counter()
         self.unknown_sector: list[str] = []
+        # Required line items of the kinds of company seen (banks and insurers promise other lines).
+        self.required_seen: list[str] = []
 
     def column(self, name: str) -> str:
         return self.mapping.columns[name].column
@@ -699,6 +701,9 @@ class _Builder:
     ) -> Company:
         """Mark the record complete or partial, note what is missing and why, and count the causes."""
         missing = company.missing_fields()
+        for name in company.required_fiscal_fields:
+            if name not in self.required_seen:
+                self.required_seen.append(name)
         causes: dict[str, list[str]] = {cause: [] for cause in extra}  # cause -> fields it leaves missing
         for item in missing:
             year, _, name = item.rpartition(".")
@@ -728,7 +733,9 @@ class _Builder:
 
     def finish_report(self) -> None:
         not_provided = [
-            name for name in (*COMPANY_NUMBERS, *REQUIRED_FISCAL_FIELDS) if _sources(name, self.mapped) is None
+            name
+            for name in (*COMPANY_NUMBERS, *(self.required_seen or REQUIRED_FISCAL_FIELDS))
+            if _sources(name, self.mapped) is None
         ]
         if not self.multi_year:
             not_provided.append("a second fiscal year")
