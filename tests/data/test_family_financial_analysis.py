@@ -64,7 +64,7 @@ def test_family_is_registered_and_complete() -> None:
 
 
 def test_covers_every_company_and_condition(contexts: list[ExampleContext]) -> None:
-    assert len({c.ticker for c in contexts}) == 63
+    assert len({c.ticker for c in contexts}) == 70
     assert len({c.condition.name for c in contexts}) == 6
 
 

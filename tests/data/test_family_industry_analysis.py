@@ -29,7 +29,7 @@ def _in_prompt(figure: Figure, prompt_figures: list[Figure]) -> bool:
 
 
 def test_every_example(contexts: list[ExampleContext]) -> None:
-    assert len(contexts) == 63 * 6
+    assert len(contexts) == 70 * 6
     for ctx in contexts:
         for seed in SEEDS:
             prompt, response = _render(ctx, seed)
@@ -77,15 +77,15 @@ def test_instructions() -> None:
 def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.is_base)
     s = ctx.industry
-    assert s.peer_count == 6 and s.ranks.revenue is not None and s.ranks.revenue.position == 1
+    assert s.peer_count == 7 and s.ranks.revenue is not None and s.ranks.revenue.position == 1
     for seed in SEEDS:
         _, response = _render(ctx, seed)
-        assert "It is the largest of the seven by revenue." in response
+        assert "It is the largest of the eight by revenue." in response
         assert "| **Apple Inc. (AAPL)** | $391.0B | +2.0% |" in response
         assert "NVIDIA Corporation (NVDA)" in response
-        assert "$269.04" in response  # value at the peer median EV/EBITDA
-        assert "62.5%" in response  # AAPL's share of the group's revenue
-        assert "below the peer median of +11.0%" in response
+        assert "$224.88" in response  # value at the peer median EV/EBITDA (MSFT among the IT peers)
+        assert "44.9%" in response  # AAPL's share of the group's revenue
+        assert "below the peer median of +11.2%" in response
 
 
 def test_number_words() -> None:

@@ -55,7 +55,7 @@ def _check_example(ctx: ExampleContext, prompt: str, response: str) -> None:
 
 
 def test_every_example_is_grounded(contexts: list[ExampleContext]) -> None:
-    assert len(contexts) == 63 * 6
+    assert len(contexts) == 70 * 6
     for ctx in contexts:
         for seed in SEEDS:
             prompt, response = _render(ctx, seed)
@@ -94,9 +94,9 @@ def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.is_base)
     response = FAMILY.respond(ctx, random.Random(0))
     assert "**SELL**" in response
-    assert "$202.37" in response  # price target = base scenario
-    assert "| Bull | $214.89 | -14.2% | 4.0% | 29.3% | 8.9% |" in response
-    assert "| Bear | $191.71 | -23.4% | 0.0% | 25.3% | 9.9% |" in response
+    assert "$172.62" in response  # price target = base scenario
+    assert "| Bull | $185.14 | -26.1% | 4.0% | 29.3% | 8.9% |" in response
+    assert "| Bear | $161.96 | -35.3% | 0.0% | 25.3% | 9.9% |" in response
     assert "first-year revenue growth of 4.0% (above the 2.0% base case)" in response
     assert "a higher WACC of 9.9% (base 9.4%)" in response
     assert "even the bull case sits below the $250.42 share price" in response
@@ -108,7 +108,7 @@ def test_condition_effect_is_stated(contexts: list[ExampleContext]) -> None:
     response = FAMILY.respond(ctx, random.Random(0))
     assert "first-year revenue growth -800 bp to -6.0%" in response
     assert "FCF margin -200 bp to 25.3%" in response
-    assert "the price target from $202.37 to $190.50" in response
+    assert "the price target falls from $172.62 to $160.75" in response
     assert "the rating stays SELL" in response
 
 

@@ -65,7 +65,7 @@ def test_family_is_registered_and_complete() -> None:
 
 
 def test_covers_every_company_and_condition(contexts: list[ExampleContext]) -> None:
-    assert len({c.ticker for c in contexts}) == 63
+    assert len({c.ticker for c in contexts}) == 70
     assert len({c.condition.name for c in contexts}) == 6
 
 
@@ -142,18 +142,28 @@ def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     ctx = next(c for c in contexts if c.ticker == "AAPL" and c.is_base)
     text = FAMILY.respond(ctx, random.Random(0))
     assert "SELL rating" in text
-    assert "Our price target of $202.37 (-19.2% against $250.42)" in text
-    assert "| Bear | $191.71 | -23.4% | 0.0% | 25.3% | 9.9% |" in text
+    assert "Our price target of $172.62 (-31.1% against $250.42)" in text
+    assert "| Bear | $161.96 | -35.3% | 0.0% | 25.3% | 9.9% |" in text
     assert "| Financial | Low | net debt/EBITDA 0.3x, interest coverage n/a |" in text
-    assert "| Valuation / downside | High | bear case $191.71 (-23.4%) |" in text
-    assert "cuts the DCF value per share from $99.24 to $92.35" in text
+    assert "| Valuation / downside | High | bear case $161.96 (-35.3%) |" in text
+    assert "Raising the WACC from 9.4% to 9.9% (growth 2.5%) cuts the DCF value per share from $99.24 to $92.35" in text
     assert "Digital Markets Act" in text
 
 
-def test_utility_leverage_and_unordered_scenarios(contexts: list[ExampleContext]) -> None:
+def test_utility_leverage_and_dividend_discount_downside(contexts: list[ExampleContext]) -> None:
     duk = next(c for c in contexts if c.ticker == "DUK" and c.is_base)
     text = FAMILY.respond(duk, random.Random(0))
     assert "| Financial | High | net debt/EBITDA 5.9x, interest coverage 2.3x |" in text
-    assert "The DCF is not meaningful for DUK" in text
-    assert "do not run in order from bear to bull" in text
+    # A utility is valued on its dividend: the downside speaks of dividend growth and the cost of equity.
+    assert "| Scenario | Value per share | vs price $107.74 | Dividend growth | Cost of equity |" in text
+    assert "Raising the cost of equity from 7.2% to 7.7%" in text and "WACC sensitivity" not in text
     assert "state regulators" in text
+
+
+def test_a_bank_is_assessed_on_capital_credit_and_rates(contexts: list[ExampleContext]) -> None:
+    bac = next(c for c in contexts if c.ticker == "BAC" and c.is_base)
+    text = FAMILY.respond(bac, random.Random(0))
+    assert "Capital: a CET1 ratio of 11.9%" in text
+    assert "Credit: the provision for credit losses rose to $5.8B from $4.4B" in text
+    assert "Rates: net interest income fell to $56.1B from $56.9B" in text
+    assert "EBITDA" not in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from equitune.data.blocks import price
+from equitune.data.blocks import price, sensitivity_table_of
 from equitune.data.context import ExampleContext, build_context
 from equitune.data.families import get_family
 from equitune.data.families.common import DISCLAIMERS
@@ -42,7 +42,7 @@ def _check_example(ctx: ExampleContext, prompt: str, response: str) -> None:
 
 
 def test_every_example_is_grounded(contexts: list[ExampleContext]) -> None:
-    assert len(contexts) == 63 * 6
+    assert len(contexts) == 70 * 6
     for ctx in contexts:
         for seed in SEEDS:
             prompt, response = _render(ctx, seed)
@@ -50,11 +50,10 @@ def test_every_example_is_grounded(contexts: list[ExampleContext]) -> None:
 
 
 def test_sensitivity_table_matches_the_engine(contexts: list[ExampleContext]) -> None:
-    for ctx in contexts[:30]:
-        d = ctx.analysis.dcf
-        assert d is not None and d.sensitivity is not None
+    for ctx in contexts[:30] + [c for c in contexts if c.analysis.method != "dcf"][:12]:
+        s, _, _ = sensitivity_table_of(ctx)  # the DCF's, or the excess-return / dividend-discount model's
+        assert s is not None, ctx.ticker
         response = FAMILY.respond(ctx, random.Random(0))
-        s = d.sensitivity
         base = s.values[s.base_row][s.base_column]
         assert base is not None
         assert f"**{price(base)}**" in response
@@ -85,15 +84,15 @@ def test_apple_base_case(contexts: list[ExampleContext]) -> None:
     assert d is not None
     assert ctx.rating == "Sell"
     assert "**SELL**" in response
-    assert "$202.37" in response and price(t.price_target) == "$202.37"
-    assert "-19.2%" in response
+    assert "$172.62" in response and price(t.price_target) == "$172.62"
+    assert "-31.1%" in response
     assert "$99.24" in response  # DCF value per share
-    assert "$305.49" in response  # comparables value per share
+    assert "$245.99" in response  # comparables value per share (MSFT among the IT peers)
     assert "| **WACC** | **9.4%** |" in response
     assert "| **Enterprise value** | **$1.57T** |" in response
     assert "| NVIDIA Corporation (NVDA) | 96.7x | 112.5x | 54.7x |" in response
-    assert "| EV/EBITDA | 31.1x | 25.6x | 38.4x | 29.0x | $269.04 |" in response
-    assert "a discount to the 31.1x peer median" in response
+    assert "| EV/EBITDA | 26.0x | 24.6x | 37.6x | 29.0x | $224.88 |" in response
+    assert "a premium to the 26.0x peer median" in response
     assert "Every cell sits below the $250.42 share price" in response
     assert "## Market Condition" not in response
 
@@ -103,7 +102,7 @@ def test_condition_effect_is_stated(contexts: list[ExampleContext]) -> None:
     response = FAMILY.respond(ctx, random.Random(0))
     assert "the risk-free rate moves +100 bp to 5.5%" in response
     assert f"up from {'9.4%'} in the base case" in response
-    assert "lower than the base-case $202.37" in response
+    assert "lower than the base-case $172.62" in response
 
 
 def test_company_without_a_dcf() -> None:
@@ -118,3 +117,24 @@ def test_company_without_a_dcf() -> None:
         prompt, response = _render(ctx, seed)
         _check_example(ctx, prompt, response)
         assert "could not be run" in response
+
+
+def test_banks_and_utilities_are_valued_by_their_sector_model(contexts: list[ExampleContext]) -> None:
+    jpm = next(c for c in contexts if c.ticker == "JPM" and c.is_base)
+    response = FAMILY.respond(jpm, random.Random(0))
+    assert "excess-return (justified P/B) model rather than a DCF" in response
+    assert "Justified P/B = (ROE - g) / (ke - g)" in response and "| P/B |" in response
+    assert "EV/EBITDA" not in response and "Implied return:" in response
+    nee = next(c for c in contexts if c.ticker == "NEE" and c.is_base)
+    response = FAMILY.respond(nee, random.Random(0))
+    assert "dividend-discount model rather than a DCF" in response and "Implied growth:" in response
+
+
+def test_a_negative_dcf_is_excluded_and_never_printed(contexts: list[ExampleContext]) -> None:
+    excluded = [c for c in contexts if c.analysis.dcf is not None and not c.analysis.dcf.meaningful]
+    assert excluded
+    for ctx in excluded:
+        prompt, response = _render(ctx, 0)
+        value = price(ctx.analysis.dcf.value_per_share)  # type: ignore[union-attr]
+        assert value not in prompt and value not in response, ctx.ticker
+        assert "excluded" in response

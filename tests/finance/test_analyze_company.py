@@ -127,11 +127,38 @@ def test_caveats_for_partial_records_financials_and_derived_figures() -> None:
     result = analyze_company(company, [company])
     text = " | ".join(result.warnings)
     assert "partial record; missing: market_cap, beta, FY2024.gross_profit" in text
-    assert "banks and insurers" in text
+    assert result.method == "dcf"  # a Financials company that is not a lender (sub-industry 'Widgets')
     assert "market cap not reported; derived" in text
     assert "default beta 1.00" in text
     assert result.data_notes == ["gross profit not reported by banks"]
     assert result.dcf is not None and not result.dcf.inputs.interest_added_back
+
+
+def test_a_bank_is_valued_on_book_value_against_roe_and_says_so() -> None:
+    # Invented bank: common equity 1,000, equity 1,000 both years, net income 150 -> ROE 15%; 100 shares, so
+    # BVPS 10.00; beta 1.0 -> ke = 4.5% + 1.0 x 4.33% = 8.83%; g = 2.5%;
+    # justified P/B = (15% - 2.5%) / (8.83% - 2.5%) = 1.9747 -> value 19.75 per share.
+    bank_year = {
+        "gross_profit": None, "ebitda": None, "capex": None, "operating_cash_flow": None, "free_cash_flow": None,
+        "net_income": 150.0, "total_equity": 1000.0, "common_equity": 1000.0, "net_interest_income": 300.0,
+        "provision_for_credit_losses": 20.0, "cet1_ratio": 0.12, "eps_diluted": 1.5,
+    }
+    bank = make_company(
+        sector="Financials", sub_industry="Diversified Banks", beta=1.0, diluted_shares=100.0, price=15.0,
+        market_cap=1500.0, latest=bank_year, prior=bank_year,
+    )
+    result = analyze_company(bank, [bank])
+    assert result.method == "excess_return" and result.dcf is None and "not used" in (result.dcf_error or "")
+    assert result.excess_return is not None
+    assert result.excess_return.roe == pytest.approx(0.15)
+    ke = 0.045 + 0.0433
+    assert result.excess_return.justified_pb == pytest.approx((0.15 - 0.025) / (ke - 0.025))
+    assert result.excess_return.value_per_share == pytest.approx(10.0 * (0.15 - 0.025) / (ke - 0.025))
+    assert result.target.intrinsic_label == "excess-return (justified P/B)"
+    assert any("not a DCF" in w for w in result.warnings)
+    assert result.implied is not None and "needs a sustained ROE of" in result.implied
+    # ROE needed by the price: g + P/B x (ke - g) = 2.5% + 1.5 x 6.33% = 12.0%
+    assert f"{0.025 + 1.5 * (ke - 0.025):.1%}" in result.implied
 
 
 def test_a_target_far_from_the_price_is_warned() -> None:

@@ -19,7 +19,7 @@ from equitune.finance.reverse_dcf import reverse_dcf
 from equitune.finance.sector_models import (
     dividend_discount_value,
     excess_return_value,
-    implied_statement,
+    implied_expectation,
     intrinsic_method,
 )
 from tests.finance.finance_factories import make_company, simple_inputs
@@ -138,8 +138,9 @@ def test_excess_return_worked_example() -> None:
     assert result.excess_return == pytest.approx(60.0)
     assert result.value_per_share == pytest.approx(2000 / shares)
     # The ROE the price needs: g + P/B x (ke - g).
-    text = implied_statement(bank, 0.09, ValuationAssumptions(terminal_growth=0.03), result, None, bank.price or 0)
-    assert text is not None and f"{0.03 + result.current_pb * 0.06:.1%}" in text
+    roe, text = implied_expectation(bank, 0.09, ValuationAssumptions(terminal_growth=0.03), result, None, bank.price or 0)
+    assert roe == pytest.approx(0.03 + result.current_pb * 0.06)
+    assert text is not None and f"{roe:.1%}" in text
     # A bank earning less than its growth has no positive value: not meaningful, with the reason.
     weak = {**_BANK_YEAR, "net_income": 20.0}
     poor = excess_return_value(make_company(sub_industry="Regional Banks", latest=weak, prior=weak), 0.09,

@@ -76,8 +76,11 @@ def test_price_target_falls_back_when_dcf_is_not_meaningful() -> None:
     assert target.price_target == pytest.approx(26.70)
     assert target.upside == pytest.approx(26.70 / 20 - 1)  # 33.5%
     assert target.rating == "Buy"
-    assert target.dcf_value_per_share == pytest.approx(negative.value_per_share)  # shown, not hidden
+    # A negative DCF value is excluded with its reason, never shown as a value or blended.
+    assert negative.value_per_share < 0 and target.dcf_value_per_share is None
     assert not target.dcf_meaningful and target.flags
+    assert len(target.excluded) == 1 and "DCF value excluded" in target.excluded[0] and "$" not in target.excluded[0]
+    assert "equity value" in target.excluded[0] and "not positive" in target.excluded[0]
     no_dcf = price_target(30.0, None, comps)
     assert no_dcf.method == "comps_only" and no_dcf.rating == "Sell"  # 26.70 / 30 - 1 = -11%
 

@@ -8,6 +8,8 @@ is written "n/a", never invented.
 from __future__ import annotations
 
 from equitune.data.context import ExampleContext
+from equitune.finance.analysis import CompanyAnalysis
+from equitune.finance.dcf import SensitivityTable
 from equitune.finance.industry import GroupMetrics, PeerFigures, Rank
 from equitune.formatting import fmt_bp, fmt_money, fmt_multiple, fmt_pct, fmt_price
 from equitune.market.models import FiscalYear
@@ -69,14 +71,55 @@ def fiscal_line(fy: FiscalYear, growth: float | None = None) -> str:
     )
 
 
+def institution_fiscal_line(fy: FiscalYear, growth: float | None = None) -> str:
+    """A bank's or insurer's year: the lines its economics run on (no gross profit, EBITDA or capex)."""
+    growth_text = f" ({pct(growth, signed=True)})" if growth is not None else ""
+    parts = [f"FY{fy.fiscal_year}: revenue {money(fy.revenue)}{growth_text}"]
+    if fy.net_interest_income is not None:
+        parts.append(f"net interest income {money(fy.net_interest_income)}")
+    if fy.provision_for_credit_losses is not None:
+        parts.append(f"provision for credit losses {money(fy.provision_for_credit_losses)}")
+    parts += [
+        f"pretax income {money(fy.pretax_income)}",
+        f"net income {money(fy.net_income)}",
+        f"diluted EPS {price(fy.eps_diluted)}",
+        f"equity {money(fy.total_equity)}",
+        f"common equity {money(fy.common_equity)}",
+    ]
+    if fy.tangible_common_equity is not None:
+        parts.append(f"tangible common equity {money(fy.tangible_common_equity)}")
+    parts.append(f"total assets {money(fy.total_assets)}")
+    if fy.cet1_ratio is not None:
+        parts.append(f"CET1 ratio {pct(fy.cet1_ratio)}")
+    parts.append(f"dividends/share {price(fy.dividends_per_share)}")
+    return ", ".join(parts)
+
+
 def fiscal_lines(ctx: ExampleContext) -> str:
-    latest = fiscal_line(ctx.company.latest, ctx.analysis.ratios.revenue_growth)
+    line = institution_fiscal_line if ctx.company.institution is not None else fiscal_line
+    latest = line(ctx.company.latest, ctx.analysis.ratios.revenue_growth)
     prior = ctx.company.prior
-    return latest if prior is None else f"{latest}\n{fiscal_line(prior)}"
+    return latest if prior is None else f"{latest}\n{line(prior)}"
 
 
 def ratios_line(ctx: ExampleContext) -> str:
     r = ctx.analysis.ratios
+    if ctx.company.institution is not None:
+        parts = [f"Ratios FY{r.fiscal_year}: pretax margin {pct(r.pretax_margin)}", f"net margin {pct(r.net_margin)}"]
+        if ctx.company.institution == "bank":
+            parts += [
+                f"net interest income / revenue {pct(r.nii_share)}",
+                f"net interest income growth {pct(r.nii_growth, signed=True)}",
+                f"provision / net interest income {pct(r.provision_to_nii)}",
+            ]
+        parts += [
+            f"ROE {pct(r.roe)}",
+            f"ROA {pct(r.roa)}",
+            f"equity / assets {pct(r.equity_to_assets)}",
+            f"dividend payout {pct(r.dividend_payout)}",
+            f"EPS growth {pct(r.eps_growth, signed=True)}",
+        ]
+        return ", ".join(parts)
     return (
         f"Ratios FY{r.fiscal_year}: gross margin {pct(r.gross_margin)}, operating margin {pct(r.operating_margin)}, "
         f"EBITDA margin {pct(r.ebitda_margin)}, net margin {pct(r.net_margin)}, FCF margin {pct(r.fcf_margin)}, "
@@ -97,12 +140,39 @@ def wacc_line(ctx: ExampleContext) -> str:
 
 
 def dcf_line(ctx: ExampleContext) -> str:
-    d = ctx.analysis.dcf
+    an = ctx.analysis
+    if an.excess_return is not None:
+        e = an.excess_return
+        return (
+            f"Method: excess-return (justified P/B), {an.method_reason}. Book value per share "
+            f"{price(e.book_value_per_share)}, ROE {pct(e.roe)}, cost of equity {pct(e.cost_of_equity)}, ROE less cost "
+            f"of equity {pct(e.roe_spread, signed=True)}, growth "
+            f"{pct(e.growth)}, justified P/B {mult(e.justified_pb)} against {mult(e.current_pb)} at the price, "
+            f"value per share {price(e.value_per_share) if e.meaningful else 'excluded (not positive)'}"
+        )
+    if an.dividend_discount is not None:
+        m = an.dividend_discount
+        return (
+            f"Method: dividend-discount, {an.method_reason}. Dividend per share {price(m.dividend)}, payout "
+            f"{pct(m.payout_ratio)}, growth {pct(m.initial_growth)} for {an.assumptions.high_growth_years} years fading to "
+            f"{pct(m.terminal_growth)} by year {an.assumptions.explicit_years}, cost of equity {pct(m.cost_of_equity)}, "
+            f"final explicit-year dividend {price(m.projection[-1].dividend)}, PV of explicit-period dividends "
+            f"{price(m.pv_dividends)}, PV of terminal value {price(m.pv_terminal_value_per_share)}, "
+            f"value per share {price(m.value_per_share) if m.meaningful else 'excluded (not positive)'}"
+        )
+    d = an.dcf
     if d is None:
-        return f"DCF: not computed ({ctx.analysis.dcf_error})"
+        return f"DCF: not computed ({an.dcf_error})"
     i = d.inputs
     last = d.projection[-1]
-    meaningful = "" if d.meaningful else " (not meaningful: negative value)"
+    if not d.meaningful:
+        # A negative or meaningless DCF is excluded with its reason; its values are never printed.
+        return (
+            f"DCF ({i.projection_years} years): year-1 revenue growth {pct(i.initial_growth)} fading to "
+            f"{pct(i.terminal_growth)} by FY{last.fiscal_year}E, FCF margin {pct(i.fcf_margin)}, terminal growth "
+            f"{pct(i.terminal_growth)}; excluded from the target: {ctx.analysis.target.excluded[0].split(': ', 1)[-1]}"
+        )
+    meaningful = ""
     return (
         f"DCF ({i.projection_years} years): year-1 revenue growth {pct(i.initial_growth)} fading to "
         f"{pct(i.terminal_growth)} by FY{last.fiscal_year}E, FCF margin {pct(i.fcf_margin)}, terminal growth "
@@ -113,30 +183,50 @@ def dcf_line(ctx: ExampleContext) -> str:
     )
 
 
+def implied_line(ctx: ExampleContext) -> str:
+    """What the share price implies (reverse DCF, or the sector model's implied ROE / dividend growth)."""
+    return ctx.analysis.implied or "Implied by the price: n/a"
+
+
+def sensitivity_table_of(ctx: ExampleContext) -> tuple[SensitivityTable | None, str, str]:
+    """The sensitivity table of the method used, its row label and its title."""
+    an = ctx.analysis
+    model = an.excess_return or an.dividend_discount
+    if model is not None:
+        return model.sensitivity, "Cost of equity \\ g", f"{an.target.intrinsic_label} value per share"
+    d = an.dcf
+    if d is None or not d.meaningful:
+        return None, "", ""
+    return d.sensitivity, "WACC \\ g", "DCF value per share"
+
+
 def sensitivity_block(ctx: ExampleContext) -> str:
-    d = ctx.analysis.dcf
-    if d is None or d.sensitivity is None:
+    s, corner, title = sensitivity_table_of(ctx)
+    if s is None:
         return "Sensitivity: n/a"
-    s = d.sensitivity
-    head = "| WACC \\ g | " + " | ".join(pct(g) for g in s.terminal_growth_values) + " |"
+    head = f"| {corner} | " + " | ".join(pct(g) for g in s.terminal_growth_values) + " |"
     rule = "|---" * (len(s.terminal_growth_values) + 1) + "|"
     rows = [f"| {pct(w)} | " + " | ".join(price(v) for v in s.values[i]) + " |" for i, w in enumerate(s.wacc_values)]
-    return "Sensitivity (DCF value per share):\n" + "\n".join([head, rule, *rows])
+    return f"Sensitivity ({title}):\n" + "\n".join([head, rule, *rows])
 
 
-_MULTIPLE_NAMES = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales"}
+_MULTIPLE_NAMES = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales", "pb": "P/B"}
 
 
 def comps_block(ctx: ExampleContext, max_peers: int = 6) -> str:
     c = ctx.analysis.comparables
     peers = sorted(c.peers, key=lambda p: -p.market_cap)[:max_peers]
-    lines = [
-        f"Peers ({c.group}): "
-        + "; ".join(
+    institution = any(m.multiple == "pb" for m in c.multiples)
+    if institution:
+        peer_text = "; ".join(f"{p.ticker} P/E {mult(p.pe)}, P/B {mult(p.pb)}" for p in peers)
+    else:
+        peer_text = "; ".join(
             f"{p.ticker} EV/EBITDA {mult(p.ev_ebitda)}, P/E {mult(p.pe)}, EV/Sales {mult(p.ev_sales)}" for p in peers
         )
-    ]
+    lines = [f"Peers ({c.group}): " + peer_text]
     for m in c.multiples:
+        if institution and m.multiple in ("ev_ebitda", "ev_sales"):
+            continue
         lines.append(
             f"{_MULTIPLE_NAMES[m.multiple]}: peer median {mult(m.median)} (Q1 {mult(m.low)}, Q3 {mult(m.high)}), "
             f"{ctx.ticker} {mult(m.company_multiple)}, implied value {price(m.implied_value_per_share)}"
@@ -148,18 +238,32 @@ def comps_block(ctx: ExampleContext, max_peers: int = 6) -> str:
 def target_line(ctx: ExampleContext) -> str:
     t = ctx.analysis.target
     a = ctx.analysis.assumptions
+    values = []
+    if t.dcf_value_per_share is not None:
+        values.append(f"{t.intrinsic_label} value per share {price(t.dcf_value_per_share)}")
+    if t.comps_value_per_share is not None:
+        values.append(f"comparables value per share {price(t.comps_value_per_share)}")
+    if values:
+        values[0] = values[0][0].upper() + values[0][1:]
+    excluded = "".join(f" {e[0].upper()}{e[1:]}." for e in t.excluded)
+    implied = f"\n{ctx.analysis.implied}" if ctx.analysis.implied else ""
     return (
-        f"DCF value per share {price(t.dcf_value_per_share)}, comparables value per share "
-        f"{price(t.comps_value_per_share)}. "
+        f"{', '.join(values) or 'No value'}.{excluded} "
         f"Price target {price(t.price_target)} ({t.blend}) vs price {price(t.price)}: upside "
         f"{pct(t.upside, signed=True)}; rating {rating_word(ctx)} (Buy at or above {pct(a.buy_threshold, signed=True)}"
         f" upside, Sell below {pct(a.sell_threshold, signed=True)})"
-    )
+    ) + implied
 
 
 def scenarios_line(ctx: ExampleContext) -> str:
     parts = []
     for s in ctx.analysis.scenarios:
+        if s.rate_kind == "cost_of_equity":
+            growth = f"dividend growth {pct(s.initial_growth)}, " if s.initial_growth is not None else ""
+            parts.append(
+                f"{s.name} {price(s.value_per_share)} ({pct(s.upside, signed=True)}; {growth}cost of equity {pct(s.wacc)})"
+            )
+            continue
         parts.append(
             f"{s.name} {price(s.value_per_share)} ({pct(s.upside, signed=True)}; growth {pct(s.initial_growth)}, "
             f"FCF margin {pct(s.fcf_margin)}, WACC {pct(s.wacc)})"
@@ -207,11 +311,35 @@ def condition_line(ctx: ExampleContext) -> str | None:
         return None
     cond, base, now = ctx.condition, ctx.base, ctx.analysis
     shifts = condition_shifts(ctx)
+    def rates(a: CompanyAnalysis) -> str:
+        text = f"WACC {pct(a.wacc.wacc)}"
+        if a.method != "dcf":
+            text += f", cost of equity {pct(a.wacc.cost_of_equity)}"
+        return text
+
     return (
-        f"Market condition: {cond.title} ({'; '.join(shifts)}). Base case: WACC {pct(base.wacc.wacc)}, target "
+        f"Market condition: {cond.title} ({'; '.join(shifts)}). Base case: {rates(base)}, target "
         f"{price(base.target.price_target)}, rating {(base.target.rating or 'Not rated').upper()}. Under this "
-        f"condition: WACC {pct(now.wacc.wacc)}, target {price(now.target.price_target)}, rating {rating_word(ctx)}."
+        f"condition: {rates(now)}, target {price(now.target.price_target)}, rating {rating_word(ctx)}."
     )
+
+
+def target_move(base: CompanyAnalysis, now: CompanyAnalysis) -> str:
+    """'stays at $X', 'falls from $X to $Y' or 'rises from $X to $Y', read from the targets as written: a
+    sentence never moves a value to itself."""
+    bt, nt = base.target.price_target, now.target.price_target
+    if bt is None or nt is None:
+        return f"is {price(nt)} (base case {price(bt)})"
+    if price(bt) == price(nt):
+        return f"stays at {price(nt)}"
+    return f"{'falls' if nt < bt else 'rises'} from {price(bt)} to {price(nt)}"
+
+
+def discount_rate(analysis: CompanyAnalysis) -> tuple[str, float]:
+    """The rate the method discounts at, and its name: the WACC (DCF) or the cost of equity (sector models)."""
+    if analysis.method == "dcf":
+        return "WACC", analysis.wacc.wacc
+    return "cost of equity", analysis.wacc.cost_of_equity
 
 
 _ONES = (
@@ -294,6 +422,24 @@ INDUSTRY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("EV/Sales", "ev_sales"),
 )
 
+# Banks and insurers are compared on the lines their economics run on.
+INSTITUTION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Revenue", "revenue"),
+    ("Growth", "revenue_growth"),
+    ("Net margin", "net_margin"),
+    ("ROE", "roe"),
+    ("Market cap", "market_cap"),
+    ("P/E", "pe"),
+    ("P/B", "pb"),
+)
+INSTITUTION_METRICS = tuple(name for _, name in INSTITUTION_COLUMNS)
+
+
+def industry_columns(ctx: ExampleContext) -> tuple[tuple[str, str], ...]:
+    """The industry comparison's columns for this company."""
+    return INSTITUTION_COLUMNS if ctx.company.institution is not None else INDUSTRY_COLUMNS
+
+
 # Metric names as the industry block and the industry templates write them.
 INDUSTRY_LABELS: dict[str, str] = {
     "revenue": "revenue",
@@ -308,6 +454,8 @@ INDUSTRY_LABELS: dict[str, str] = {
     "ev_ebitda": "EV/EBITDA",
     "pe": "P/E",
     "ev_sales": "EV/Sales",
+    "roe": "ROE",
+    "pb": "P/B",
 }
 
 
@@ -330,7 +478,7 @@ def industry_cell(metrics: GroupMetrics, name: str) -> str:
         return money(value)
     if name == "revenue_growth":
         return pct(value, signed=True)
-    if name in ("ev_ebitda", "pe", "ev_sales"):
+    if name in ("ev_ebitda", "pe", "ev_sales", "pb"):
         return mult(value)
     return pct(value)
 
@@ -347,30 +495,34 @@ def industry_block(ctx: ExampleContext) -> str:
     basis = (
         f"{comps.group} sub-industry"
         if comps.basis == "sub_industry"
+        else f"the other banks and insurers covered; too few {ctx.company.sub_industry} companies covered"
+        if comps.basis == "institutions"
         else f"{comps.group} sector; too few {ctx.company.sub_industry} companies covered"
     )
-    head = "| Company | " + " | ".join(label for label, _ in INDUSTRY_COLUMNS) + " |"
-    rule = "|---" + "|---:" * len(INDUSTRY_COLUMNS) + "|"
+    columns = industry_columns(ctx)
+    institution = ctx.company.institution is not None
+    head = "| Company | " + " | ".join(label for label, _ in columns) + " |"
+    rule = "|---" + "|---:" * len(columns) + "|"
 
     def row(label: str, m: GroupMetrics) -> str:
-        return f"| {label} | " + " | ".join(industry_cell(m, name) for _, name in INDUSTRY_COLUMNS) + " |"
+        return f"| {label} | " + " | ".join(industry_cell(m, name) for _, name in columns) + " |"
 
     rows = [row(f"{ctx.company.name} ({t})", s.company)]
     rows += [row(f"{p.name} ({p.ticker})", p) for p in industry_peers(ctx)]
     rows.append(row("Peer median", s.peer_median))
     ranks = []
-    for name in INDUSTRY_LABELS:
+    for name in INSTITUTION_METRICS if institution else [n for n in INDUSTRY_LABELS if n not in ("roe", "pb")]:
         rank = getattr(s.ranks, name)
         if rank is not None:
             ranks.append(f"{INDUSTRY_LABELS[name]} {rank_words(rank)}")
     gaps = [
         f"{INDUSTRY_LABELS[name]} {bp(value)}"
-        for name in _GAP_FIELDS
+        for name in (("revenue_growth", "net_margin", "roe") if institution else _GAP_FIELDS)
         if (value := getattr(s, f"{name}_gap")) is not None
     ]
     premiums = [
         f"{INDUSTRY_LABELS[name]} {pct(value, signed=True)}"
-        for name in ("ev_ebitda", "pe", "ev_sales")
+        for name in (("pe", "pb") if institution else ("ev_ebitda", "pe", "ev_sales"))
         if (value := getattr(s, f"{name}_premium")) is not None
     ]
     lines = [
@@ -403,6 +555,7 @@ def data_block(ctx: ExampleContext, sections: list[str]) -> str:
         "sensitivity": sensitivity_block,
         "comps": comps_block,
         "target": target_line,
+        "implied": implied_line,
         "scenarios": scenarios_line,
         "estimates": estimates_block,
         "condition": condition_line,

@@ -355,6 +355,11 @@ _COMPANY_KINDS: dict[str, FactKind] = {
     "total_equity": "money",
     "total_assets": "money",
     "dividends_per_share": "per_share",
+    "net_interest_income": "money",
+    "provision_for_credit_losses": "money",
+    "common_equity": "money",
+    "tangible_common_equity": "money",
+    "cet1_ratio": "fraction",
 }
 
 
@@ -404,11 +409,16 @@ _FIELD_KINDS.update(
         **dict.fromkeys(
             ["operating_margin", "target_operating_margin", "base_roic", "reinvestment_rate", "fundamental_growth",
              "historical_growth", "terminal_roic", "roe", "growth", "sustainable_growth", "payout_ratio",
-             "cet1_ratio", "comps_weight_pb"],
+             "cet1_ratio", "comps_weight_pb", "implied_roe", "implied_dividend_growth", "roe_spread", "nii_share", "provision_to_nii",
+             "pretax_margin", "equity_to_assets", "nii_growth", "roe_gap", "pb_premium"],
             "fraction",
         ),
         **dict.fromkeys(["justified_pb", "current_pb", "pb", "sales_to_capital"], "multiple"),
-        **dict.fromkeys(["book_value_per_share", "dividend"], "per_share"),
+        **dict.fromkeys(
+            ["book_value_per_share", "dividend", "pv_dividends", "dividend_present_value", "terminal_value_per_share",
+             "pv_terminal_value_per_share"],
+            "per_share",
+        ),
         **dict.fromkeys(["explicit_years", "high_growth_years"], None),
     }
 )

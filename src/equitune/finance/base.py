@@ -71,3 +71,12 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     :func:`quantile`)."""
     ordered = sorted(values)
     return quantile(ordered, 0.25), quantile(ordered, 0.5), quantile(ordered, 0.75)
+
+
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                 "twelve", "thirteen", "fourteen", "fifteen")
+
+
+def number_word(n: int) -> str:
+    """A small count in words (prose writes counts as words), digits beyond fifteen."""
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)

@@ -4,7 +4,7 @@ Definitions (latest fiscal year; ratios as in ``equitune.finance.ratios``, multi
 ``equitune.finance.comparables``):
 
 * **Metrics** compared: revenue and market cap (millions), revenue growth, gross / operating / EBITDA / net /
-  FCF margin, ROIC, EV/EBITDA, P/E and EV/Sales.
+  FCF margin, ROIC, EV/EBITDA, P/E, EV/Sales, ROE and P/B (banks and insurers; None for others).
 * **Peer median**: the median of the peers that report the metric (the company itself excluded), by linear
   interpolation between order statistics as for the comparables; ``None`` when no peer reports it.
 * **Rank**: the company's position among itself and the peers that report the metric, 1 = highest value
@@ -41,6 +41,8 @@ METRICS: tuple[str, ...] = (
     "ev_ebitda",
     "pe",
     "ev_sales",
+    "roe",
+    "pb",
 )
 
 
@@ -59,6 +61,8 @@ class GroupMetrics(ResultModel):
     ev_ebitda: float | None = Field(description="Enterprise value / EBITDA.")
     pe: float | None = Field(description="Market cap / net income.")
     ev_sales: float | None = Field(description="Enterprise value / revenue.")
+    roe: float | None = Field(default=None, description="Net income / total equity.")
+    pb: float | None = Field(default=None, description="Market cap / common equity (banks and insurers).")
 
 
 class PeerFigures(GroupMetrics):
@@ -90,6 +94,8 @@ class IndustryRanks(ResultModel):
     ev_ebitda: Rank | None = Field(description="By EV/EBITDA (1 = richest).")
     pe: Rank | None = Field(description="By P/E (1 = richest).")
     ev_sales: Rank | None = Field(description="By EV/Sales (1 = richest).")
+    roe: Rank | None = Field(default=None, description="By ROE (1 = highest).")
+    pb: Rank | None = Field(default=None, description="By P/B (1 = richest).")
 
 
 class IndustrySummary(ResultModel):
@@ -115,6 +121,8 @@ class IndustrySummary(ResultModel):
     ev_ebitda_premium: float | None = Field(description="Company EV/EBITDA / peer median - 1.")
     pe_premium: float | None = Field(description="Company P/E / peer median - 1.")
     ev_sales_premium: float | None = Field(description="Company EV/Sales / peer median - 1.")
+    roe_gap: float | None = Field(default=None, description="Company ROE - peer median.")
+    pb_premium: float | None = Field(default=None, description="Company P/B / peer median - 1.")
 
 
 _EMPTY = GroupMetrics(**dict.fromkeys(METRICS))
@@ -137,6 +145,8 @@ def _metrics(company: Company, ratios: FinancialRatios) -> GroupMetrics:
         ev_ebitda=row.ev_ebitda if row is not None else None,
         pe=row.pe if row is not None else None,
         ev_sales=row.ev_sales if row is not None else None,
+        roe=ratios.roe,
+        pb=row.pb if row is not None else None,
     )
 
 
@@ -219,4 +229,6 @@ def industry_summary(
         ev_ebitda_premium=premium("ev_ebitda"),
         pe_premium=premium("pe"),
         ev_sales_premium=premium("ev_sales"),
+        roe_gap=gap("roe"),
+        pb_premium=premium("pb"),
     )

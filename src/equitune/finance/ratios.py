@@ -58,6 +58,14 @@ class FinancialRatios(ResultModel):
     eps_growth: float | None = Field(description="Diluted EPS growth over the prior year (None from EPS <= 0).")
     revenue_cagr: float | None = Field(description="Revenue CAGR over revenue_cagr_years.")
     revenue_cagr_years: int | None = Field(description="Years the revenue CAGR spans (oldest to newest year).")
+    # Banks and insurers (None for other companies or when not reported).
+    nii_share: float | None = Field(default=None, description="Net interest income / revenue (banks).")
+    provision_to_nii: float | None = Field(
+        default=None, description="Provision for credit losses / net interest income: credit cost (banks)."
+    )
+    pretax_margin: float | None = Field(default=None, description="Pretax income / revenue (banks and insurers).")
+    equity_to_assets: float | None = Field(default=None, description="Total equity / total assets (banks, insurers).")
+    nii_growth: float | None = Field(default=None, description="Net interest income growth over the prior year.")
 
 
 def growth(current: float | None, previous: float | None) -> float | None:
@@ -136,4 +144,19 @@ def compute_ratios(company: Company, assumptions: ValuationAssumptions | None = 
         eps_growth=growth(fy.eps_diluted, prior.eps_diluted) if prior else None,
         revenue_cagr=history[0] if history else None,
         revenue_cagr_years=history[1] if history else None,
+        **_institution_ratios(company),
     )
+
+
+def _institution_ratios(company: Company) -> dict[str, float | None]:
+    """Net interest income share, credit cost, pretax margin and equity / assets of a bank or insurer."""
+    if company.institution is None:
+        return {}
+    fy, prior = latest_year(company), company.prior
+    return {
+        "nii_share": positive_div(fy.net_interest_income, fy.revenue),
+        "provision_to_nii": positive_div(fy.provision_for_credit_losses, fy.net_interest_income),
+        "pretax_margin": positive_div(fy.pretax_income, fy.revenue),
+        "equity_to_assets": positive_div(fy.total_equity, fy.total_assets),
+        "nii_growth": growth(fy.net_interest_income, prior.net_interest_income) if prior is not None else None,
+    }

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from pydantic import Field
 
-from equitune.finance.base import ResultModel
+from equitune.finance.base import ResultModel, number_word
 from equitune.finance.dcf import DCFInputs, exit_multiple_terminal_value, fundamental_value_per_share, growth_path
 
 GROWTH_BRACKET = (-0.9, 5.0)
@@ -51,8 +51,8 @@ class ReverseDCF(ResultModel):
         implied = []
         if self.implied_initial_growth is not None:
             implied.append(
-                f"year-1 revenue growth of {self.implied_initial_growth:.1%} fading to {self.terminal_growth:.1%} "
-                f"over {self.projection_years} years at a {self.model_fcf_margin:.1%} {self.margin_kind} (the DCF uses "
+                f"first-year revenue growth of {self.implied_initial_growth:.1%} fading to {self.terminal_growth:.1%} "
+                f"over {number_word(self.projection_years)} years at a {self.model_fcf_margin:.1%} {self.margin_kind} (the DCF uses "
                 f"{self.model_initial_growth:.1%})"
             )
         if self.implied_fcf_margin is not None:
@@ -138,15 +138,16 @@ def reverse_dcf(inputs: DCFInputs, price: float) -> ReverseDCF:
         if growth is None:
             low, high = (dcf_value_per_share(inputs, g0, lever) for g0 in GROWTH_BRACKET)
             side = "above" if price > high else "below"
+            # The bracket and its values are search settings, not figures of the company: said in words.
             notes.append(
-                f"the price is {side} every DCF value that year-1 growth between {GROWTH_BRACKET[0]:.0%} and "
-                f"{GROWTH_BRACKET[1]:.0%} gives (${low:,.2f} to ${high:,.2f})"
+                f"the price is {side} every DCF value that any first-year growth from a fall of nine tenths to a sixfold "
+                "rise gives"
             )
     margin: float | None = None
     if price > 0:
         margin = _solve(lambda m: dcf_value_per_share(inputs, inputs.initial_growth, m), price, *MARGIN_BRACKET)
         if margin is None:
-            notes.append(f"no {kind} between -100% and +100% gives the price on the DCF's growth path")
+            notes.append(f"no {kind} short of taking all of revenue gives the price on the DCF's growth path")
     return ReverseDCF(
         price=price,
         model_initial_growth=inputs.initial_growth,

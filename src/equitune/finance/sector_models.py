@@ -30,8 +30,8 @@ from pydantic import Field
 
 from equitune.errors import FinanceError
 from equitune.finance.assumptions import ValuationAssumptions
-from equitune.finance.base import ResultModel, clamp, positive_div
-from equitune.finance.dcf import staged_growth_path
+from equitune.finance.base import ResultModel, clamp, number_word, positive_div
+from equitune.finance.dcf import SensitivityTable, staged_growth_path
 from equitune.finance.inputs import latest_year, market_data
 from equitune.market.models import Company
 
@@ -66,6 +66,7 @@ class ExcessReturnValuation(ResultModel):
     roe: float = Field(description="Net income / average total equity (latest two year-ends).")
     cost_of_equity: float = Field(description="CAPM cost of equity.")
     growth: float = Field(description="Long-run growth of book value and earnings.")
+    roe_spread: float = Field(description="ROE - ke: the excess return on each dollar of book value.")
     justified_pb: float = Field(description="(ROE - g) / (ke - g).")
     excess_return: float = Field(description="(ROE - ke) x book value, millions a year.")
     value_per_share: float = Field(description="book_value_per_share x justified_pb.")
@@ -73,13 +74,17 @@ class ExcessReturnValuation(ResultModel):
     meaningful: bool = Field(description="True when the value per share is positive.")
     issues: list[str] = Field(default_factory=list)
     formula: str = "value = BV x (ROE - g) / (ke - g) = BV + (ROE - ke) x BV / (ke - g)"
+    sensitivity: SensitivityTable | None = Field(
+        default=None, description="Value per share by cost of equity (rows) and growth (columns)."
+    )
+    implied_roe: float | None = Field(default=None, description="Sustained ROE the share price needs.")
 
 
 class DividendYear(ResultModel):
     year: int
     growth: float
     dividend: float
-    present_value: float
+    dividend_present_value: float
 
 
 class DividendDiscountValuation(ResultModel):
@@ -95,12 +100,19 @@ class DividendDiscountValuation(ResultModel):
     terminal_growth: float = Field(description="Growth after year N.")
     cost_of_equity: float = Field(description="CAPM cost of equity (the discount rate).")
     projection: list[DividendYear]
-    terminal_value: float = Field(description="D_N+1 / (ke - g) at the end of year N.")
-    pv_terminal_value: float
+    pv_dividends: float = Field(description="Present value of the explicit-period dividends.")
+    terminal_value_per_share: float = Field(description="D_N+1 / (ke - g) at the end of year N.")
+    pv_terminal_value_per_share: float
     value_per_share: float
     meaningful: bool
     issues: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    sensitivity: SensitivityTable | None = Field(
+        default=None, description="Value per share by cost of equity (rows) and terminal growth (columns)."
+    )
+    implied_dividend_growth: float | None = Field(
+        default=None, description="First-years dividend growth at which the value equals the share price."
+    )
 
 
 def _roe(company: Company) -> float | None:
@@ -138,6 +150,7 @@ def excess_return_value(
         roe=roe,
         cost_of_equity=cost_of_equity,
         growth=g,
+        roe_spread=roe - cost_of_equity,
         justified_pb=pb,
         excess_return=(roe - cost_of_equity) * book,
         value_per_share=value,
@@ -201,11 +214,14 @@ def dividend_discount_value(
     for t, rate in enumerate(rates, start=1):
         dividend *= 1.0 + rate
         projection.append(
-            DividendYear(year=t, growth=rate, dividend=dividend, present_value=dividend * (1 + cost_of_equity) ** -t)
+            DividendYear(
+                year=t, growth=rate, dividend=dividend, dividend_present_value=dividend * (1 + cost_of_equity) ** -t
+            )
         )
     terminal = dividend * (1.0 + g) / (cost_of_equity - g)
     pv_terminal = terminal * (1 + cost_of_equity) ** -n
-    value = sum(p.present_value for p in projection) + pv_terminal
+    pv_dividends = sum(p.dividend_present_value for p in projection)
+    value = pv_dividends + pv_terminal
     return DividendDiscountValuation(
         dividend=dps,
         payout_ratio=payout,
@@ -216,41 +232,45 @@ def dividend_discount_value(
         terminal_growth=g,
         cost_of_equity=cost_of_equity,
         projection=projection,
-        terminal_value=terminal,
-        pv_terminal_value=pv_terminal,
+        pv_dividends=pv_dividends,
+        terminal_value_per_share=terminal,
+        pv_terminal_value_per_share=pv_terminal,
         value_per_share=value,
         meaningful=value > 0,
         notes=notes,
     )
 
 
-def implied_statement(
+def implied_expectation(
     company: Company,
     cost_of_equity: float,
     assumptions: ValuationAssumptions,
     excess: ExcessReturnValuation | None,
     ddm: DividendDiscountValuation | None,
     price: float,
-) -> str | None:
-    """What the share price implies under the sector model, in one sentence: the ROE a bank's or insurer's
-    price to book needs (``ROE = g + P/B x (ke - g)``), or the first-years dividend growth at which the
-    dividend-discount value equals the price (by bisection on [-50%, +100%])."""
+) -> tuple[float | None, str | None]:
+    """What the share price implies under the sector model, and the sentence that says it: the ROE a bank's or
+    insurer's price to book needs (``ROE = g + P/B x (ke - g)``), or the first-years dividend growth at which
+    the dividend-discount value equals the price (by bisection on [-50%, +100%])."""
     if excess is not None:
         needed = excess.growth + excess.current_pb * (cost_of_equity - excess.growth)
-        return (
+        return needed, (
             f"Implied return: the ${price:,.2f} share price ({excess.current_pb:.2f}x book) needs a sustained ROE of "
             f"{needed:.1%} at a {cost_of_equity:.1%} cost of equity and {excess.growth:.1%} growth "
             f"(the record's ROE is {excess.roe:.1%})."
         )
     if ddm is None:
-        return None
+        return None, None
 
     def value_at(g0: float) -> float:
         return dividend_discount_value(company, cost_of_equity, assumptions, initial_growth=g0).value_per_share
 
     low, high = -0.5, 1.0
     if not value_at(low) <= price <= value_at(high):
-        return f"Implied growth: no first-years dividend growth between {low:.0%} and {high:.0%} gives the ${price:,.2f} price."
+        return None, (
+            f"Implied growth: no first-years dividend growth between {low:.0%} and {high:.0%} gives the "
+            f"${price:,.2f} price."
+        )
     for _ in range(60):
         mid = (low + high) / 2.0
         if value_at(mid) < price:
@@ -258,8 +278,45 @@ def implied_statement(
         else:
             high = mid
     needed = (low + high) / 2.0
-    return (
+    return needed, (
         f"Implied growth: the ${price:,.2f} share price needs dividend growth of {needed:.1%} a year for "
-        f"{assumptions.high_growth_years} years, fading to {ddm.terminal_growth:.1%} by year {assumptions.projection_years}, "
-        f"at a {cost_of_equity:.1%} cost of equity (the model uses {ddm.initial_growth:.1%})."
+        f"{number_word(assumptions.high_growth_years)} years, fading to {ddm.terminal_growth:.1%} by year "
+        f"{number_word(assumptions.explicit_years)}, at a {cost_of_equity:.1%} cost of equity (the model uses "
+        f"{ddm.initial_growth:.1%})."
+    )
+
+
+def sector_sensitivity(
+    company: Company, method: IntrinsicMethod, cost_of_equity: float, assumptions: ValuationAssumptions
+) -> SensitivityTable:
+    """Value per share of the excess-return or dividend-discount model for cost of equity ``ke + k x step``
+    (rows) by growth ``g + k x step`` (columns), k = -steps..steps, the DCF table's steps; ``None`` where
+    ke <= g or the model gives no value."""
+    a = assumptions
+    offsets = range(-a.sensitivity_steps, a.sensitivity_steps + 1)
+    rates = [cost_of_equity + k * a.sensitivity_wacc_step for k in offsets]
+    growths = [a.terminal_growth + k * a.sensitivity_growth_step for k in offsets]
+    values: list[list[float | None]] = []
+    for rate in rates:
+        row: list[float | None] = []
+        for g in growths:
+            shifted = a.model_copy(update={"terminal_growth": g})
+            try:
+                if rate <= g or rate <= 0:
+                    raise FinanceError("no finite value")
+                result = (
+                    excess_return_value(company, rate, shifted)
+                    if method == "excess_return"
+                    else dividend_discount_value(company, rate, shifted)
+                )
+                row.append(result.value_per_share)
+            except FinanceError:
+                row.append(None)
+        values.append(row)
+    return SensitivityTable(
+        wacc_values=rates,
+        terminal_growth_values=growths,
+        values=values,
+        base_row=a.sensitivity_steps,
+        base_column=a.sensitivity_steps,
     )

@@ -1,8 +1,11 @@
 """Price target, upside, rating, and bull / base / bear scenarios.
 
-* **Price target** = ``dcf_weight * DCF value per share + (1 - dcf_weight) * comparables value per share``
-  (default 50 / 50). A value is *meaningful* when it exists and is positive (for the DCF: enterprise and
-  equity value both positive). When only one is meaningful the target is that one alone, flagged; when
+* **Price target** = ``dcf_weight * intrinsic value per share + (1 - dcf_weight) * comparables value per share``
+  (default 50 / 50). The intrinsic value comes from the method suited to the company (``finance.sector_models``):
+  the DCF, the excess-return model (banks, insurers) or the dividend-discount model (utilities, REITs); the
+  ``dcf_*`` fields hold it, ``intrinsic_method`` / ``intrinsic_label`` name it. A value is *meaningful* when it
+  exists and is positive (for the DCF: enterprise and equity value both positive); one that is not is
+  **excluded** (its field is ``None``, the reason in ``excluded``) and the other is used alone, flagged; when
   neither is, there is no target and no rating.
 * **Upside** = price target / price - 1.
 * **Rating**: Buy when upside >= ``buy_threshold``, Sell when upside < ``sell_threshold``, otherwise Hold.
@@ -13,6 +16,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import Field
@@ -22,6 +27,7 @@ from equitune.finance.assumptions import ScenarioShift, ValuationAssumptions
 from equitune.finance.base import ResultModel, safe_div
 from equitune.finance.comparables import ComparablesResult, shifted_comparables_value
 from equitune.finance.dcf import DCFInputs, DCFResult, run_dcf
+from equitune.finance.sector_models import METHOD_LABELS, IntrinsicMethod
 
 Rating = Literal["Buy", "Hold", "Sell"]
 TargetMethod = Literal["blend", "dcf_only", "comps_only", "none"]
@@ -32,9 +38,13 @@ class PriceTarget(ResultModel):
     """The price target, how it was blended, the upside to it and the rating."""
 
     price: float = Field(description="Share price the upside is measured from.")
-    dcf_value_per_share: float | None = Field(description="DCF value per share (even when not meaningful).")
-    comps_value_per_share: float | None = Field(description="Comparables value per share.")
-    dcf_meaningful: bool = Field(description="DCF value exists and enterprise and equity value are positive.")
+    intrinsic_method: IntrinsicMethod = Field(default="dcf", description="'dcf', 'excess_return' or 'ddm'.")
+    intrinsic_label: str = Field(default="DCF", description="The intrinsic method in words.")
+    dcf_value_per_share: float | None = Field(
+        description="Intrinsic (DCF, excess-return or dividend-discount) value per share; None when excluded."
+    )
+    comps_value_per_share: float | None = Field(description="Comparables value per share; None when excluded.")
+    dcf_meaningful: bool = Field(description="The intrinsic value exists and is positive (DCF: EV and equity too).")
     comps_meaningful: bool = Field(description="Comparables value exists and is positive.")
     dcf_weight: float = Field(description="Weight the DCF value actually got.")
     comps_weight: float = Field(description="Weight the comparables value actually got.")
@@ -44,6 +54,7 @@ class PriceTarget(ResultModel):
     rating: Rating | None = Field(description="Buy / Hold / Sell from the rating bands.")
     rating_bands: str = Field(description="The bands in words.")
     blend: str = Field(description="How the target was formed, in words.")
+    excluded: list[str] = Field(default_factory=list, description="Values left out of the target, with the reason.")
     flags: list[str] = Field(default_factory=list, description="Fallbacks and caveats.")
 
 
@@ -52,12 +63,18 @@ class Scenario(ResultModel):
 
     name: ScenarioName
     shift: ScenarioShift = Field(description="Shifts added to the base case (zero for base).")
+    growth_kind: Literal["revenue", "dividend"] = Field(
+        default="revenue", description="What initial_growth grows: revenue (DCF) or the dividend (dividend-discount)."
+    )
+    rate_kind: Literal["wacc", "cost_of_equity"] = Field(
+        default="wacc", description="What the wacc field holds: the WACC (DCF) or the cost of equity (sector models)."
+    )
     initial_growth: float | None = Field(description="Year-1 revenue growth used.")
     fcf_margin: float | None = Field(description="FCF margin used.")
     wacc: float | None = Field(description="WACC used.")
     exit_multiple: float | None = Field(description="Exit EV/EBITDA used (None when unavailable).")
-    dcf_value_per_share: float | None = Field(description="Scenario DCF value per share.")
-    dcf_meaningful: bool = Field(description="Scenario DCF enterprise and equity value positive.")
+    dcf_value_per_share: float | None = Field(description="Scenario intrinsic value per share (None if excluded).")
+    dcf_meaningful: bool = Field(description="Scenario intrinsic value meaningful.")
     comps_value_per_share: float | None = Field(description="Comparables value with the multiple shift.")
     method: TargetMethod = Field(description="How the scenario value was blended.")
     value_per_share: float | None = Field(description="Blended scenario value per share.")
@@ -81,7 +98,7 @@ def upside_to(target: float | None, price: float) -> float | None:
 
 
 def blend_values(
-    dcf_value: float | None, comps_value: float | None, dcf_weight: float
+    dcf_value: float | None, comps_value: float | None, dcf_weight: float, label: str = "DCF"
 ) -> tuple[float | None, TargetMethod, float, float, list[str]]:
     """Blend a (meaningful) DCF value and comparables value with ``dcf_weight``; pass ``None`` for a value
     that is not meaningful and the other is used alone. Returns the value, the method, the weights actually
@@ -109,14 +126,14 @@ def blend_values(
             "comps_only",
             0.0,
             1.0,
-            ["DCF value not meaningful: target is the comparables value alone"],
+            [f"{label} value not meaningful: target is the comparables value alone"],
         )
     return (
         None,
         "none",
         0.0,
         0.0,
-        ["neither the DCF nor the comparables value is meaningful: no price target"],
+        [f"neither the {label} nor the comparables value is meaningful: no price target"],
     )
 
 
@@ -125,29 +142,48 @@ def price_target(
     dcf: DCFResult | None,
     comps: ComparablesResult,
     assumptions: ValuationAssumptions | None = None,
+    intrinsic: tuple[IntrinsicMethod, float | None, bool, list[str]] | None = None,
 ) -> PriceTarget:
-    """The price target blended from ``dcf`` (None when the DCF could not run) and ``comps``, the upside
-    from ``price`` and the rating from the bands; fallbacks are flagged (see the module docstring)."""
+    """The price target blended from the intrinsic value and ``comps``, the upside from ``price`` and the
+    rating from the bands. The intrinsic value is ``dcf`` (None when the DCF could not run) unless
+    ``intrinsic`` = (method, value, meaningful, reasons) gives another method's; a value that is not meaningful
+    is excluded with its reason (see the module docstring)."""
     a = assumptions or ValuationAssumptions()
-    dcf_ok = dcf is not None and dcf.meaningful
+    if intrinsic is None:
+        reasons = list(dcf.issues) if dcf is not None else ["the DCF could not run"]
+        intrinsic = ("dcf", dcf.value_per_share if dcf is not None else None, dcf is not None and dcf.meaningful, reasons)
+    method_name, raw_value, ok, reasons = intrinsic
+    # The reason is stated without the excluded figures: a value that is not meaningful is never printed.
+    reasons = [re.sub(r" -?\$?[\d,]+(?:\.\d+)?%?(?= is not positive)", "", r) for r in reasons]
+    label = METHOD_LABELS[method_name]
+    excluded: list[str] = []
+    if raw_value is not None and not ok:
+        why = "; ".join(reasons) if reasons else "not positive"
+        # The value itself is not repeated: a negative or meaningless value is never printed as a value.
+        excluded.append(f"{label} value excluded from the target: {why}")
+    elif raw_value is None:
+        excluded.append(f"no {label} value: {'; '.join(reasons) if reasons else 'it could not be computed'}")
+    comps_ok = comps.meaningful and comps.value_per_share is not None and comps.value_per_share > 0
+    if not comps_ok:
+        excluded.append("no comparables value: " + ("; ".join(comps.issues) or "no multiple gives a positive value"))
     value, method, w_dcf, w_comps, flags = blend_values(
-        dcf.value_per_share if dcf is not None and dcf_ok else None,
-        comps.value_per_share if comps.meaningful else None,
-        a.dcf_weight,
+        raw_value if ok else None, comps.value_per_share if comps_ok else None, a.dcf_weight, label
     )
     upside = upside_to(value, price)
     describe = {
-        "blend": f"{w_dcf:.0%} DCF + {w_comps:.0%} comparables",
-        "dcf_only": "DCF value alone",
+        "blend": f"{w_dcf:.0%} {label} + {w_comps:.0%} comparables",
+        "dcf_only": f"{label} value alone",
         "comps_only": "comparables value alone",
         "none": "no price target",
     }[method]
     return PriceTarget(
         price=price,
-        dcf_value_per_share=dcf.value_per_share if dcf is not None else None,
-        comps_value_per_share=comps.value_per_share,
-        dcf_meaningful=dcf_ok,
-        comps_meaningful=comps.meaningful,
+        intrinsic_method=method_name,
+        intrinsic_label=label,
+        dcf_value_per_share=raw_value if ok else None,
+        comps_value_per_share=comps.value_per_share if comps_ok else None,
+        dcf_meaningful=ok,
+        comps_meaningful=comps_ok,
         dcf_weight=w_dcf,
         comps_weight=w_comps,
         method=method,
@@ -156,6 +192,7 @@ def price_target(
         rating=rating_for(upside, a) if upside is not None else None,
         rating_bands=a.rating_bands(),
         blend=describe,
+        excluded=excluded,
         flags=flags,
     )
 
@@ -177,6 +214,10 @@ def shift_inputs(inputs: DCFInputs, shift: ScenarioShift) -> DCFInputs:
     )
 
 
+IntrinsicAt = Callable[[ScenarioShift], tuple[float | None, bool, list[str], float | None, float | None]]
+"""A non-DCF method re-run under a scenario shift: (value, meaningful, issues, growth used, discount rate used)."""
+
+
 def run_scenario(
     name: ScenarioName,
     shift: ScenarioShift,
@@ -184,9 +225,33 @@ def run_scenario(
     comps: ComparablesResult,
     price: float,
     assumptions: ValuationAssumptions,
+    intrinsic_at: IntrinsicAt | None = None,
+    label: str = "DCF",
 ) -> Scenario:
     """One scenario: the DCF re-run on ``inputs`` with ``shift`` (``inputs`` None when the base DCF could not
-    be set up), the comparables value with the EV/EBITDA shift, blended like the price target."""
+    be set up), or ``intrinsic_at(shift)`` for another method, and the comparables value with the EV/EBITDA
+    shift, blended like the price target."""
+    if intrinsic_at is not None:
+        value_i, ok_i, issues_i, growth_i, rate_i = intrinsic_at(shift)
+        comps_value = shifted_comparables_value(comps, shift.exit_multiple, assumptions)
+        value, method, _, _, flags = blend_values(value_i if ok_i else None, comps_value, assumptions.dcf_weight, label)
+        return Scenario(
+            name=name,
+            shift=shift,
+            growth_kind="dividend",
+            rate_kind="cost_of_equity",
+            initial_growth=growth_i,
+            fcf_margin=None,
+            wacc=rate_i,
+            exit_multiple=None,
+            dcf_value_per_share=value_i if ok_i else None,
+            dcf_meaningful=ok_i,
+            comps_value_per_share=comps_value,
+            method=method,
+            value_per_share=value,
+            upside=upside_to(value, price),
+            issues=issues_i + flags,
+        )
     issues: list[str] = []
     shifted = shift_inputs(inputs, shift) if inputs is not None else None
     dcf: DCFResult | None = None
@@ -211,7 +276,7 @@ def run_scenario(
         fcf_margin=shifted.fcf_margin if shifted is not None else None,
         wacc=shifted.wacc if shifted is not None else None,
         exit_multiple=shifted.exit_multiple if shifted is not None else None,
-        dcf_value_per_share=dcf.value_per_share if dcf is not None else None,
+        dcf_value_per_share=dcf.value_per_share if dcf is not None and dcf_ok else None,
         dcf_meaningful=dcf_ok,
         comps_value_per_share=comps_value,
         method=method,
@@ -226,11 +291,12 @@ def run_scenarios(
     comps: ComparablesResult,
     price: float,
     assumptions: ValuationAssumptions | None = None,
+    intrinsic_at: IntrinsicAt | None = None,
+    label: str = "DCF",
 ) -> list[Scenario]:
     """Bear, base and bull scenarios (in that order); the base scenario reproduces the price target."""
     a = assumptions or ValuationAssumptions()
     return [
-        run_scenario("bear", a.bear, inputs, comps, price, a),
-        run_scenario("base", ScenarioShift(), inputs, comps, price, a),
-        run_scenario("bull", a.bull, inputs, comps, price, a),
+        run_scenario(n, shift, inputs, comps, price, a, intrinsic_at, label)
+        for n, shift in (("bear", a.bear), ("base", ScenarioShift()), ("bull", a.bull))
     ]

@@ -166,7 +166,7 @@ def comparables_table(a: CompanyAnalysis) -> list[Table]:
     summary = Table(title="Peer multiples and implied value per share", title_justify="left")
     for column in ("Multiple", "Peers", "Q1", "Median", "Q3", f"{a.ticker}", "Implied value", "Weight"):
         summary.add_column(column, justify="right" if column != "Multiple" else "left")
-    names = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales"}
+    names = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales", "pb": "P/B"}
     for m in c.multiples:
         summary.add_row(
             names.get(m.multiple, m.multiple),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from equitune.data.blocks import money, mult, pct, price, rating_word
+from equitune.data.blocks import discount_rate, money, mult, pct, price, rating_word
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick, shuffled
 
@@ -47,6 +47,8 @@ def _estimates_table(ctx: ExampleContext) -> str:
         f"| Diluted EPS | {price(r.eps)} | {price(n.eps)} |",
         f"| P/E | {mult(r.pe)} | {mult(n.pe)} |",
     ]
+    if ctx.company.institution is not None:  # a lender's or underwriter's EBITDA is not a figure
+        rows = [row for row in rows if not row.startswith("| EBITDA margin")]
     return "\n".join(rows)
 
 
@@ -54,19 +56,30 @@ def _key_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
     a, fy, r = ctx.analysis, ctx.company.latest, ctx.analysis.ratios
     t = a.target
     growth_verb = "grew" if (r.revenue_growth or 0) >= 0 else "declined"
-    points = [
-        f"**Top line:** FY{fy.fiscal_year} revenue of {money(fy.revenue)} {growth_verb} "
-        f"{pct(r.revenue_growth, signed=True)} year on year, with an EBITDA margin of {pct(r.ebitda_margin)}.",
-        f"**Profitability:** operating margin {pct(r.operating_margin)} and net margin {pct(r.net_margin)}; "
-        f"ROIC of {pct(r.roic)}.",
-        f"**Cash generation:** free cash flow of {money(fy.free_cash_flow)} ({pct(r.fcf_margin)} of revenue), "
-        f"{pct(r.fcf_conversion)} of net income.",
-        f"**Balance sheet:** net debt of {money(r.net_debt)}, {mult(r.net_debt_to_ebitda)} EBITDA."
-        if r.net_debt is not None and r.net_debt_to_ebitda is not None
-        else f"**Balance sheet:** cash of {money(fy.cash)} against total debt of {money(fy.total_debt)}.",
-        f"**Valuation:** our {price(t.price_target)} target blends a DCF value of {price(t.dcf_value_per_share)} "
-        f"with a comparables value of {price(t.comps_value_per_share)} ({t.blend}).",
-    ]
+    if ctx.company.institution is not None:
+        points = [
+            f"**Top line:** FY{fy.fiscal_year} revenue of {money(fy.revenue)} {growth_verb} "
+            f"{pct(r.revenue_growth, signed=True)} year on year"
+            + (f", with net interest income of {money(fy.net_interest_income)}." if fy.net_interest_income else "."),
+            f"**Profitability:** net margin {pct(r.net_margin)} and ROE {pct(r.roe)}.",
+        ]
+        if fy.cet1_ratio is not None:
+            points.append(f"**Capital:** a CET1 ratio of {pct(fy.cet1_ratio)}.")
+    else:
+        points = [
+            f"**Top line:** FY{fy.fiscal_year} revenue of {money(fy.revenue)} {growth_verb} "
+            f"{pct(r.revenue_growth, signed=True)} year on year, with an EBITDA margin of {pct(r.ebitda_margin)}.",
+            f"**Profitability:** operating margin {pct(r.operating_margin)} and net margin {pct(r.net_margin)}; "
+            f"ROIC of {pct(r.roic)}.",
+            f"**Cash generation:** free cash flow of {money(fy.free_cash_flow)} ({pct(r.fcf_margin)} of revenue), "
+            f"{pct(r.fcf_conversion)} of net income.",
+            f"**Balance sheet:** net debt of {money(r.net_debt)}, {mult(r.net_debt_to_ebitda)} EBITDA."
+            if r.net_debt is not None and r.net_debt_to_ebitda is not None
+            else f"**Balance sheet:** cash of {money(fy.cash)} against total debt of {money(fy.total_debt)}.",
+        ]
+    points.append(_valuation_point(ctx))
+    if a.implied:
+        points.append(f"**What the price implies:** {a.implied[a.implied.find(':') + 2:]}")
     bear = next((s for s in a.scenarios if s.name == "bear"), None)
     bull = next((s for s in a.scenarios if s.name == "bull"), None)
     if bear and bull and bear.value_per_share is not None and bull.value_per_share is not None:
@@ -77,14 +90,46 @@ def _key_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
     return shuffled(rng, points, keep_first=1)
 
 
+def _valuation_point(ctx: ExampleContext) -> str:
+    """How the target is formed, in one sentence that never blends a single value or prints an excluded one."""
+    t = ctx.analysis.target
+    label = t.intrinsic_label
+    if t.price_target is None:
+        return f"**Valuation:** neither the {label} nor the comparables value is meaningful, so there is no target."
+    if t.method == "blend":
+        return (
+            f"**Valuation:** our {price(t.price_target)} target blends a {label} value of "
+            f"{price(t.dcf_value_per_share)} with a comparables value of {price(t.comps_value_per_share)} "
+            f"({t.blend})."
+        )
+    alone = "comparables" if t.method == "comps_only" else label
+    other = label if t.method == "comps_only" else "comparables"
+    return (
+        f"**Valuation:** our {price(t.price_target)} target is the {alone} value alone; the {other} value is "
+        "excluded as not meaningful."
+    )
+
+
 def _condition_paragraph(ctx: ExampleContext) -> str | None:
     if ctx.is_base:
         return None
     base, now = ctx.base, ctx.analysis
+    label, base_rate = discount_rate(base)
+    _, now_rate = discount_rate(now)
+    if pct(base_rate) == pct(now_rate):
+        rate = f"the {label} is unchanged at {pct(now_rate)}"
+    else:
+        rate = f"the {label} {'rises' if now_rate > base_rate else 'falls'} from {pct(base_rate)} to {pct(now_rate)}"
+    bt, nt = base.target.price_target, now.target.price_target
+    if bt is None or nt is None:
+        target = f"the price target is {price(nt)}"
+    elif price(bt) == price(nt):
+        target = f"the price target stays at {price(nt)}"
+    else:
+        target = f"the price target {'falls' if nt < bt else 'rises'} from {price(bt)} to {price(nt)}"
     return (
-        f"**{ctx.condition.title}:** the discount rate moves from {pct(base.wacc.wacc)} to {pct(now.wacc.wacc)} "
-        f"and the price target from {price(base.target.price_target)} to {price(now.target.price_target)}, "
-        f"which gives a {rating_word(ctx)} rating under this scenario."
+        f"**{ctx.condition.title}:** {rate} and {target}, which gives a {rating_word(ctx)} rating under this "
+        "scenario."
     )
 
 
@@ -108,10 +153,13 @@ def respond(ctx: ExampleContext, rng: random.Random) -> str:
         f"- **Current price:** {price(t.price)} (as of {c.price_date})\n"
         f"- **Upside:** {pct(t.upside, signed=True)}"
     )
+    a = ctx.analysis.assumptions
     verdict = {
         "BUY": "upside clears our Buy threshold",
         "HOLD": "upside sits inside the Hold band",
-        "SELL": "the target sits below the current price",
+        "SELL": "the target sits below the current price"
+        if a.sell_threshold == 0
+        else "upside falls short of our Sell threshold",
     }.get(rating, "no target could be formed")
     summary = (
         f"{pick(rng, ['## Summary', '## Our View', '## Thesis in Brief'])}\n"

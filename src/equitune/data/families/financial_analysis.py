@@ -613,6 +613,161 @@ def _versus(label: str, now: float | None, before: float | None, fmt: Fmt) -> st
     return f"{label} {fmt(now)} against {fmt(before)} in the base case"
 
 
+# --- banks and insurers ------------------------------------------------------------------------------------
+# A lender's or underwriter's statements have no gross profit, EBITDA or capex that mean anything, so the same
+# sections read the lines its economics run on: net interest income, credit costs, ROE against the cost of
+# equity, and capital.
+
+
+def _bank_roa_label(roa: float | None) -> str:
+    """Banks earn on a thin slice of a large balance sheet: 1% ROA is the usual mark of a good bank."""
+    if roa is None:
+        return "not meaningful"
+    if roa >= 0.012:
+        return "high for a bank"
+    if roa >= 0.008:
+        return "solid for a bank"
+    return "low for a bank" if roa >= 0 else "negative"
+
+
+def _roe_vs_ke(ctx: ExampleContext) -> str:
+    r, ke = ctx.analysis.ratios, ctx.analysis.wacc.cost_of_equity
+    if r.roe is None:
+        return "not meaningful"
+    d = _direction(r.roe, ke, pct)
+    return "above the cost of equity" if d > 0 else "below the cost of equity" if d < 0 else "at the cost of equity"
+
+
+def _institution_sections(ctx: ExampleContext, rng: random.Random) -> dict[str, list[str]]:
+    r, c, ke = ctx.analysis.ratios, ctx.company, ctx.analysis.wacc.cost_of_equity
+    fy, prior = c.latest, c.prior
+    bank = c.institution == "bank"
+    takeaways = [
+        f"**Profitability:** pretax margin of {pct(r.pretax_margin)} and net margin of {pct(r.net_margin)}.",
+        f"**Returns:** ROE of {pct(r.roe)} against a {pct(ke)} cost of equity, {_roe_vs_ke(ctx)}.",
+    ]
+    if fy.cet1_ratio is not None:
+        takeaways.append(f"**Capital:** CET1 ratio of {pct(fy.cet1_ratio)}.")
+    if r.revenue_growth is not None:
+        eps = f", EPS {_signed(r.eps_growth)}" if r.eps_growth is not None else ""
+        takeaways.append(f"**Growth:** revenue {_signed(r.revenue_growth)}{eps}.")
+    profitability = [
+        f"FY{fy.fiscal_year} pretax margin was {pct(r.pretax_margin)} and net margin {pct(r.net_margin)}."
+    ]
+    if bank and r.nii_share is not None:
+        profitability.append(
+            f"Net interest income of {money(fy.net_interest_income)} is {pct(r.nii_share)} of revenue"
+            + (
+                f", {_signed(r.nii_growth)} on the year."
+                if r.nii_growth is not None and pct(r.nii_growth) != pct(0.0)
+                else "."
+            )
+            + " The rest is fees, trading and other noninterest revenue."
+        )
+    if prior is not None and fy.net_income is not None and prior.net_income is not None:
+        profitability.append(_trend("Net income", fy.net_income, prior.net_income, money, rng))
+    returns = [
+        f"ROE was {pct(r.roe)} against a {pct(ke)} cost of equity: "
+        + (
+            "each dollar of book value earns more than shareholders require, which is what a price above book "
+            "rests on."
+            if _roe_vs_ke(ctx) == "above the cost of equity"
+            else "the return does not cover what shareholders require, which argues for a price below book."
+            if _roe_vs_ke(ctx) == "below the cost of equity"
+            else "the return just covers what shareholders require."
+        ),
+        f"ROA of {pct(r.roa)} ({_bank_roa_label(r.roa) if bank else _roa_label(r.roa)}) measures the return on the "
+        "whole balance sheet.",
+    ]
+    leverage = [
+        f"Equity is {pct(r.equity_to_assets)} of total assets of {money(fy.total_assets)}"
+        + (", a balance sheet geared like a bank's." if bank else ".")
+    ]
+    if fy.cet1_ratio is not None:
+        move = ""
+        if prior is not None and prior.cet1_ratio is not None:
+            d = _direction(fy.cet1_ratio, prior.cet1_ratio, pct)
+            move = (
+                f", up from {pct(prior.cet1_ratio)}"
+                if d > 0
+                else f", down from {pct(prior.cet1_ratio)}"
+                if d < 0
+                else ", unchanged on the year"
+            )
+        leverage.append(
+            f"The CET1 ratio of {pct(fy.cet1_ratio)}{move + ',' if move else ''} is the capital regulators measure; the surplus over "
+            "the requirement is what can go to buybacks."
+        )
+    cash = [
+        "Operating cash flow of a lender mixes deposits, loans and trading positions, so free cash flow says "
+        "little about earnings quality; credit costs do."
+    ]
+    if bank and r.provision_to_nii is not None:
+        cash.append(
+            f"The provision for credit losses of {money(fy.provision_for_credit_losses)} takes {pct(r.provision_to_nii)} "
+            "of net interest income."
+        )
+    if prior is not None and fy.dividends_per_share is not None and prior.dividends_per_share is not None:
+        d = _direction(fy.dividends_per_share, prior.dividends_per_share, price)
+        cash.append(
+            f"The dividend was {'raised to' if d > 0 else 'cut to' if d < 0 else 'held at'} {price(fy.dividends_per_share)} "
+            f"per share (FY{prior.fiscal_year}: {price(prior.dividends_per_share)}), a payout of "
+            f"{pct(r.dividend_payout)} of EPS."
+        )
+    return {"takeaways": takeaways, "profitability": profitability, "returns": returns, "leverage": leverage, "cash": cash}
+
+
+def _institution_verdict(ctx: ExampleContext) -> str:
+    r, fy, ke = ctx.analysis.ratios, ctx.company.latest, ctx.analysis.wacc.cost_of_equity
+    strengths, watch = [], []
+    if r.roe is not None:
+        (strengths if _direction(r.roe, ke, pct) > 0 else watch).append("returns on equity")
+    if fy.cet1_ratio is not None:
+        (strengths if fy.cet1_ratio >= 0.11 else watch).append("capital")
+    if r.provision_to_nii is not None:
+        (strengths if r.provision_to_nii < 0.15 else watch).append("credit costs")
+    if r.revenue_growth is not None:
+        (strengths if r.revenue_growth >= 0.03 else watch).append("growth")
+    tone = "strong" if len(strengths) >= 3 and not watch else "mixed" if strengths else "weak"
+    text = f"Overall, {ctx.company.name}'s financial profile is **{tone}**"
+    if strengths:
+        text += f", with strengths in {_join(strengths)}"
+    if len(watch) == 1:
+        text += f"; {watch[0]} is the area to watch"
+    elif watch:
+        text += f"; {_join(watch)} are the areas to watch"
+    return text + "."
+
+
+def _institution_ratio_table(ctx: ExampleContext, rng: random.Random) -> str:
+    r, fy, ke = ctx.analysis.ratios, ctx.company.latest, ctx.analysis.wacc.cost_of_equity
+    rows = [
+        ("Pretax margin", pct(r.pretax_margin), _margin_label(r.pretax_margin)),
+        ("Net margin", pct(r.net_margin), _margin_label(r.net_margin)),
+    ]
+    if ctx.company.institution == "bank":
+        rows += [
+            ("Net interest income / revenue", pct(r.nii_share), "the lending share of revenue"),
+            ("Provision / net interest income", pct(r.provision_to_nii), "credit cost"),
+        ]
+    rows += [
+        ("ROE", pct(r.roe), _roe_vs_ke(ctx)),
+        ("ROA", pct(r.roa), _bank_roa_label(r.roa) if ctx.company.institution == "bank" else _roa_label(r.roa)),
+        ("Equity / assets", pct(r.equity_to_assets), "capital on the balance sheet"),
+    ]
+    if fy.cet1_ratio is not None:
+        rows.append(("CET1 ratio", pct(fy.cet1_ratio), "regulatory capital"))
+    rows += [
+        ("Dividend payout", pct(r.dividend_payout), "share of EPS paid out"),
+        ("Revenue growth", pct(r.revenue_growth, signed=True), _growth_label(r.revenue_growth)),
+        ("EPS growth", pct(r.eps_growth, signed=True), _growth_label(r.eps_growth)),
+    ]
+    last = pick(rng, ["Assessment", "Read-across", "Comment"])
+    lines = [f"| Metric | FY{r.fiscal_year} | {last} |", "|---|---:|---|"]
+    lines += [f"| {name} | {value} | {comment} |" for name, value, comment in rows]
+    return "\n".join(lines)
+
+
 def respond(ctx: ExampleContext, rng: random.Random) -> str:
     """The financial analysis, section order and wording varied by ``rng``."""
     c = ctx.company
@@ -638,12 +793,24 @@ def respond(ctx: ExampleContext, rng: random.Random) -> str:
             f"We review {c.ticker}'s FY{fy.fiscal_year} results{since} ({c.sector}, {c.sub_industry}).",
         ],
     )
-    takeaways = f"{head('takeaways')}\n{bullets(_takeaways(ctx, rng))}\n\n{_verdict(ctx)}"
-    ratios = f"{head('ratios')}\n{_ratio_table(ctx, rng)}"
-    profitability = f"{head('profitability')}\n{bullets(_profitability(ctx, rng))}"
-    returns = f"{head('returns')}\n{bullets(_returns(ctx, rng))}"
-    leverage = f"{head('leverage')}\n{bullets(_leverage(ctx, rng))}"
-    cash = f"{head('cash')}\n{bullets(_cash(ctx, rng))}"
+    if c.institution is not None:
+        parts = _institution_sections(ctx, rng)
+        takeaways = (
+            f"{head('takeaways')}\n{bullets(shuffled(rng, parts['takeaways'], keep_first=1))}\n\n"
+            f"{_institution_verdict(ctx)}"
+        )
+        ratios = f"{head('ratios')}\n{_institution_ratio_table(ctx, rng)}"
+        profitability = f"{head('profitability')}\n{bullets(parts['profitability'])}"
+        returns = f"{head('returns')}\n{bullets(parts['returns'])}"
+        leverage = f"{head('leverage')}\n{bullets(parts['leverage'])}"
+        cash = f"{head('cash')}\n{bullets(parts['cash'])}"
+    else:
+        takeaways = f"{head('takeaways')}\n{bullets(_takeaways(ctx, rng))}\n\n{_verdict(ctx)}"
+        ratios = f"{head('ratios')}\n{_ratio_table(ctx, rng)}"
+        profitability = f"{head('profitability')}\n{bullets(_profitability(ctx, rng))}"
+        returns = f"{head('returns')}\n{bullets(_returns(ctx, rng))}"
+        leverage = f"{head('leverage')}\n{bullets(_leverage(ctx, rng))}"
+        cash = f"{head('cash')}\n{bullets(_cash(ctx, rng))}"
     growth_lines = _growth(ctx, rng) or ["Growth rates are not available for this record."]
     growth = f"{head('growth')}\n{bullets(growth_lines)}"
     comparison = _comparison_table(ctx)

@@ -11,7 +11,10 @@ import random
 
 from equitune.data.blocks import (
     INDUSTRY_LABELS,
+    INSTITUTION_COLUMNS,
     bp,
+    discount_rate,
+    target_move,
     count_word,
     industry_cell,
     industry_peers,
@@ -163,6 +166,27 @@ DYNAMICS: dict[str, tuple[str, ...]] = {
         "**Regulatory lag:** cost inflation between rate cases can compress earned returns.",
     ),
 }
+# Lenders and underwriters sit in the Financials sector with card networks and exchanges, but their market
+# works differently.
+INSTITUTION_DYNAMICS: dict[str, tuple[str, ...]] = {
+    "bank": (
+        "**Net interest margin:** the spread between loan yields and deposit costs sets most of a bank's "
+        "revenue, and it moves with the rate cycle.",
+        "**Credit cycle:** provisions rise in a downturn before revenue falls, so credit quality separates "
+        "banks in a recession.",
+        "**Capital rules:** Basel capital requirements decide how much of earnings can go back to shareholders.",
+        "**Deposit competition:** higher rates make customers move cash to money funds, raising funding costs.",
+        "**Fee businesses:** investment banking, trading and wealth management add revenue that does not depend "
+        "on the balance sheet.",
+    ),
+    "insurer": (
+        "**Pricing cycle:** premium rates harden after loss-heavy years and soften when capital floods in.",
+        "**Claims inflation:** repair, medical and legal costs raise claims faster than policies reprice.",
+        "**Catastrophe losses:** weather events cause the largest swings in underwriting results.",
+        "**Investment income:** float is invested in bonds, so higher yields lift earnings with a lag.",
+    ),
+}
+
 # The sector bullet that leads for a sub-industry (matched by a word of its name), so a refiner hears about
 # crack spreads first and a hardware maker about replacement cycles.
 _FOCUS: tuple[tuple[str, str], ...] = (
@@ -272,6 +296,16 @@ def _peers_section(ctx: ExampleContext, rng: random.Random) -> str:
                 f"its own sub-industry ({comps.group}), the closest like-for-like comparison",
             ],
         )
+    elif comps.basis == "institutions":
+        basis = pick(
+            rng,
+            [
+                f"the other banks and insurers covered, because too few {c.sub_industry} companies are; read the "
+                "ranks as positioning among lenders and underwriters rather than head-to-head share",
+                f"the lenders and underwriters covered (the {c.sub_industry} sub-industry is too thin to stand "
+                "alone)",
+            ],
+        )
     else:
         basis = pick(
             rng,
@@ -323,11 +357,14 @@ _TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
 
 def _benchmark_section(ctx: ExampleContext, rng: random.Random) -> str:
     s = ctx.industry
-    columns = list(_TABLE_COLUMNS)
-    if rng.random() < 0.5:
-        columns.insert(2, ("Gross margin", "gross_margin"))
-    if rng.random() < 0.5:
-        columns.append(("EV/Sales", "ev_sales"))
+    if ctx.company.institution is not None:
+        columns = [c for c in INSTITUTION_COLUMNS if c[1] != "market_cap"]
+    else:
+        columns = list(_TABLE_COLUMNS)
+        if rng.random() < 0.5:
+            columns.insert(2, ("Gross margin", "gross_margin"))
+        if rng.random() < 0.5:
+            columns.append(("EV/Sales", "ev_sales"))
 
     def row(label: str, m: GroupMetrics) -> str:
         return f"| {label} | " + " | ".join(industry_cell(m, name) for _, name in columns) + " |"
@@ -377,6 +414,32 @@ def _growth_point(ctx: ExampleContext, rng: random.Random) -> str | None:
     if leader is not None:
         text += f", behind {leader.name} ({leader.ticker}) at {pct(leader.revenue_growth, signed=True)}"
     return text + "."
+
+
+def _institution_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
+    """Net margin and ROE against the median lender or underwriter."""
+    s, out = ctx.industry, []
+    rank = _rank(ctx, "net_margin")
+    if rank is not None and s.peer_median.net_margin is not None and s.net_margin_gap is not None:
+        out.append(
+            f"**Profitability:** a net margin of {pct(s.company.net_margin)} sits {_versus(s.net_margin_gap)} the "
+            f"peer median of {pct(s.peer_median.net_margin)} ({bp(s.net_margin_gap)}); {ctx.ticker} "
+            f"{_rank_phrase(rank, 'net_margin', rng)}."
+        )
+    rank = _rank(ctx, "roe")
+    if rank is not None and s.peer_median.roe is not None and s.roe_gap is not None:
+        verdict = (
+            "its book value earns more than the typical peer's"
+            if s.roe_gap > 0
+            else "its book value earns less than the typical peer's"
+            if s.roe_gap < 0
+            else "level with the typical peer"
+        )
+        out.append(
+            f"**Returns:** ROE of {pct(s.company.roe)} against a peer median of {pct(s.peer_median.roe)} "
+            f"({ctx.ticker} {_rank_phrase(rank, 'roe', rng)}): {verdict}."
+        )
+    return out
 
 
 def _margin_point(ctx: ExampleContext, rng: random.Random) -> str | None:
@@ -434,29 +497,30 @@ def _returns_point(ctx: ExampleContext, rng: random.Random) -> str | None:
 
 
 def _position_section(ctx: ExampleContext, rng: random.Random) -> str:
-    points = [
-        p
-        for p in (
+    if ctx.company.institution is not None:
+        candidates = [_scale_point(ctx, rng), _growth_point(ctx, rng), *_institution_points(ctx, rng)]
+    else:
+        candidates = [
             _scale_point(ctx, rng),
             _growth_point(ctx, rng),
             _margin_point(ctx, rng),
             _gross_point(ctx, rng),
             _returns_point(ctx, rng),
-        )
-        if p is not None
-    ]
+        ]
+    points = [p for p in candidates if p is not None]
     if not points:
         return f"{_h(ctx, rng, 'position')}\nThe peer figures are too sparse to rank {ctx.ticker}."
     return f"{_h(ctx, rng, 'position')}\n" + bullets(shuffled(rng, points, keep_first=1))
 
 
 _PREMIUMS = (("ev_ebitda", "ev_ebitda_premium"), ("pe", "pe_premium"), ("ev_sales", "ev_sales_premium"))
+_INSTITUTION_PREMIUMS = (("pe", "pe_premium"), ("pb", "pb_premium"))
 
 
 def _valuation_section(ctx: ExampleContext, rng: random.Random) -> str:
     s, comps = ctx.industry, ctx.analysis.comparables
     lines = []
-    for name, premium_field in _PREMIUMS:
+    for name, premium_field in _INSTITUTION_PREMIUMS if ctx.company.institution is not None else _PREMIUMS:
         premium = getattr(s, premium_field)
         own, median = getattr(s.company, name), getattr(s.peer_median, name)
         rank = _rank(ctx, name)
@@ -468,7 +532,7 @@ def _valuation_section(ctx: ExampleContext, rng: random.Random) -> str:
             f"({pct(premium, signed=True)}, {word}); {rank_words(rank)} in the group."
         )
     body = bullets(lines) if lines else f"{ctx.ticker} has no multiple comparable with its peers' medians."
-    implied = comps.summary("ev_ebitda").implied_value_per_share
+    implied = None if ctx.company.institution is not None else comps.summary("ev_ebitda").implied_value_per_share
     extra = []
     if implied is not None:
         side = "above" if implied > ctx.analysis.market.price else "below"
@@ -486,13 +550,20 @@ def _valuation_section(ctx: ExampleContext, rng: random.Random) -> str:
 
 def _headline_premium(ctx: ExampleContext) -> float | None:
     s = ctx.industry
+    if ctx.company.institution is not None:
+        return s.pb_premium if s.pb_premium is not None else s.pe_premium
     return s.ev_ebitda_premium if s.ev_ebitda_premium is not None else s.pe_premium
 
 
 def _quality(ctx: ExampleContext) -> tuple[int, int]:
-    """Of growth, EBITDA margin and ROIC: how many beat the peer median, how many trail it."""
+    """Of growth, EBITDA margin and ROIC (banks and insurers: growth, net margin and ROE): how many beat the
+    peer median, how many trail it."""
     s = ctx.industry
-    gaps = [g for g in (s.revenue_growth_gap, s.ebitda_margin_gap, s.roic_gap) if g is not None]
+    if ctx.company.institution is not None:
+        candidates = (s.revenue_growth_gap, s.net_margin_gap, s.roe_gap)
+    else:
+        candidates = (s.revenue_growth_gap, s.ebitda_margin_gap, s.roic_gap)
+    gaps = [g for g in candidates if g is not None]
     return sum(1 for g in gaps if g > 0), sum(1 for g in gaps if g < 0)
 
 
@@ -518,7 +589,11 @@ def _valuation_read(ctx: ExampleContext) -> str | None:
 
 
 def _dynamics_section(ctx: ExampleContext, rng: random.Random) -> str:
-    pool = list(DYNAMICS.get(ctx.company.sector, GENERIC_DYNAMICS))
+    pool = list(
+        INSTITUTION_DYNAMICS[ctx.company.institution]
+        if ctx.company.institution is not None
+        else DYNAMICS.get(ctx.company.sector, GENERIC_DYNAMICS)
+    )
     sub = ctx.company.sub_industry.casefold()
     prefix = next((p for word, p in _FOCUS if word in sub), None)
     lead = [b for b in pool if prefix is not None and b.startswith(prefix)][:1]
@@ -553,7 +628,9 @@ def _dynamics_section(ctx: ExampleContext, rng: random.Random) -> str:
 
 def _takeaway_section(ctx: ExampleContext, rng: random.Random) -> str:
     s = ctx.industry
-    growth, margin = s.revenue_growth_gap, s.ebitda_margin_gap
+    growth = s.revenue_growth_gap
+    # Banks and insurers earn on their balance sheet: their "margin" here is the return on equity.
+    margin = s.roe_gap if ctx.company.institution is not None else s.ebitda_margin_gap
     size = _rank(ctx, "revenue")
     if growth is not None and margin is not None:
         if growth > 0 and margin > 0:
@@ -571,7 +648,7 @@ def _takeaway_section(ctx: ExampleContext, rng: random.Random) -> str:
     elif margin is not None and margin != 0:
         core = "above the median on profitability" if margin > 0 else "below the median on profitability"
     else:
-        core = "hard to place on the available figures"
+        core = "hard to place: the peers do not report enough of the same figures"
     scale = ""
     if size is not None and s.peer_count > 0:
         scale = f" It is {rank_superlative(size, 'largest', 'smallest')} of the {count_word(size.out_of)} by revenue."
@@ -583,7 +660,7 @@ def _takeaway_section(ctx: ExampleContext, rng: random.Random) -> str:
             if premium > 0
             else " The shares trade at a discount to the peer median multiple."
         )
-    lead = pick(rng, [f"{ctx.company.name} is {core}.", f"On the peer figures, {ctx.ticker} looks {core}."])
+    lead = pick(rng, [f"{ctx.company.name} is {core}.", f"On the peer figures, {ctx.ticker} is {core}."])
     return f"{_h(ctx, rng, 'takeaway')}\n{lead}{scale}{valuation}"
 
 
@@ -591,23 +668,22 @@ def _condition_section(ctx: ExampleContext, rng: random.Random) -> str | None:
     if ctx.is_base:
         return None
     base, now, cond = ctx.base, ctx.analysis, ctx.condition
+    label, base_rate = discount_rate(base)
+    _, now_rate = discount_rate(now)
     wacc = (
-        f"the WACC is unchanged at {pct(now.wacc.wacc)}"
-        if now.wacc.wacc == base.wacc.wacc
-        else f"the WACC moves from {pct(base.wacc.wacc)} to {pct(now.wacc.wacc)}"
+        f"the {label} is unchanged at {pct(now_rate)}"
+        if pct(now_rate) == pct(base_rate)
+        else f"the {label} moves from {pct(base_rate)} to {pct(now_rate)}"
     )
     text = pick(
         rng,
         [
             "The peer figures are reported results, so the ranking above does not change in the "
             f"{cond.title} "
-            f"scenario; what changes is our valuation: {wacc} and the price target goes from "
-            f"{price(base.target.price_target)} to {price(now.target.price_target)}, for a "
-            f"{rating_word(ctx)} rating.",
+            f"scenario; what changes is our valuation: {wacc} and the price target {target_move(base, now)}, "
+            f"for a {rating_word(ctx)} rating.",
             f"Reported peer figures, and so {ctx.ticker}'s ranks, are the same under this scenario; our "
-            "valuation "
-            f"is not: {wacc}, and the target moves from {price(base.target.price_target)} to "
-            f"{price(now.target.price_target)} ({rating_word(ctx)}).",
+            f"valuation may not be: {wacc}, and the target {target_move(base, now)} ({rating_word(ctx)}).",
         ],
     )
     median = ctx.industry.peer_median.revenue_growth

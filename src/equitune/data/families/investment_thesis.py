@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from equitune.data.blocks import condition_shifts, money, mult, pct, price, rating_word
+from equitune.data.blocks import condition_shifts, discount_rate, money, mult, pct, price, rating_word
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick, shuffled
 from equitune.finance.target import Scenario
@@ -73,27 +73,41 @@ def _vs(
 
 
 def _scenario_table(ctx: ExampleContext) -> str:
-    rows = [
-        "| Scenario | Value per share | Upside | First-year growth | FCF margin | WACC |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    method = ctx.analysis.method
+    if method == "dcf":
+        rows = [
+            "| Scenario | Value per share | Upside | First-year growth | FCF margin | WACC |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+    elif method == "ddm":
+        rows = [
+            "| Scenario | Value per share | Upside | Dividend growth | Cost of equity |",
+            "|---|---:|---:|---:|---:|",
+        ]
+    else:
+        rows = ["| Scenario | Value per share | Upside | Cost of equity |", "|---|---:|---:|---:|"]
     for name in ("bull", "base", "bear"):
         s = _scenario(ctx, name)
         if s is None:
             continue
-        rows.append(
-            f"| {name.capitalize()} | {price(s.value_per_share)} | {pct(s.upside, signed=True)} | "
-            f"{pct(s.initial_growth)} | {pct(s.fcf_margin)} | {pct(s.wacc)} |"
-        )
+        head = f"| {name.capitalize()} | {price(s.value_per_share)} | {pct(s.upside, signed=True)} | "
+        if method == "dcf":
+            rows.append(head + f"{pct(s.initial_growth)} | {pct(s.fcf_margin)} | {pct(s.wacc)} |")
+        elif method == "ddm":
+            rows.append(head + f"{pct(s.initial_growth)} | {pct(s.wacc)} |")
+        else:
+            rows.append(head + f"{pct(s.wacc)} |")
     return "\n".join(rows)
 
 
 def _shifts(s: Scenario, base: Scenario) -> list[str]:
     """The scenario's assumptions against the base case, in words with the given figures."""
     out: list[str] = []
+    growth = "first-year revenue growth" if s.growth_kind == "revenue" else "dividend growth"
+    rate = "WACC" if s.rate_kind == "wacc" else "cost of equity"
     if s.initial_growth is not None and base.initial_growth is not None:
         out.append(
-            f"first-year revenue growth of {pct(s.initial_growth)} "
+            f"{growth} of {pct(s.initial_growth)} "
             f"({_vs(s.initial_growth, base.initial_growth, 'above', 'below', 'in line with')} the "
             f"{pct(base.initial_growth)} base case)"
         )
@@ -104,9 +118,9 @@ def _shifts(s: Scenario, base: Scenario) -> list[str]:
         )
     if s.wacc is not None and base.wacc is not None:
         out.append(
-            f"a {_vs(s.wacc, base.wacc, 'higher', 'lower', 'unchanged')} WACC of {pct(s.wacc)} (base {pct(base.wacc)})"
+            f"a {_vs(s.wacc, base.wacc, 'higher', 'lower', 'unchanged')} {rate} of {pct(s.wacc)} (base {pct(base.wacc)})"
         )
-    if s.shift.exit_multiple:
+    if s.shift.exit_multiple and s.rate_kind == "wacc":
         out.append(f"a {'higher' if s.shift.exit_multiple > 0 else 'lower'} peer EV/EBITDA multiple")
     return out
 
@@ -133,7 +147,7 @@ def _case(ctx: ExampleContext, rng: random.Random, name: str) -> str:
         opening += " It assumes " + ", ".join(shifts[:-1]) + (", and " if len(shifts) > 1 else "") + shifts[-1] + "."
     lines.append(opening)
     points: list[str] = []
-    if s.initial_growth is not None and r.revenue_growth is not None:
+    if s.initial_growth is not None and r.revenue_growth is not None and s.growth_kind == "revenue":
         rel = _vs(s.initial_growth, r.revenue_growth, "above", "below")
         points.append(
             f"**Growth:** {pct(s.initial_growth)} would be {rel} the {pct(r.revenue_growth, signed=True)} "
@@ -175,8 +189,16 @@ def _base_case(ctx: ExampleContext, rng: random.Random) -> str:
             f" It rests on first-year revenue growth of {pct(base.initial_growth)}, an FCF margin of "
             f"{pct(base.fcf_margin)} and a WACC of {pct(base.wacc)}."
         )
+    elif base is not None and base.rate_kind == "cost_of_equity" and base.wacc is not None:
+        growth = f"dividend growth of {pct(base.initial_growth)} and " if base.initial_growth is not None else ""
+        text += (
+            f" It values the shareholders' claim with the {t.intrinsic_label} model, on {growth}a cost of equity of "
+            f"{pct(base.wacc)}."
+        )
     if t.method == "comps_only":
-        text += " The DCF value is not meaningful, so the target rests on peer multiples alone."
+        text += f" The {t.intrinsic_label} value is excluded, so the target rests on peer multiples alone."
+    elif t.comps_value_per_share is None and t.price_target is not None:
+        text += f" The comparables value is excluded, so the target rests on the {t.intrinsic_label} value alone."
     return f"{header}\n{text}"
 
 
@@ -296,6 +318,20 @@ def _balance_sheet_catalyst(ctx: ExampleContext) -> str | None:
 
 def _returns_catalyst(ctx: ExampleContext) -> str | None:
     r, base = ctx.analysis.ratios, _scenario(ctx, "base")
+    if base is not None and base.rate_kind == "cost_of_equity":
+        if r.roe is None or base.wacc is None or r.roe <= 0:
+            return None
+        if pct(r.roe) == pct(base.wacc):
+            return None
+        if r.roe > base.wacc:
+            return (
+                f"**Returns above the cost of equity:** ROE of {pct(r.roe)} against a {pct(base.wacc)} cost of "
+                "equity; holding that spread is what justifies a price above book value."
+            )
+        return (
+            f"**Returns recovery:** ROE of {pct(r.roe)} is below the {pct(base.wacc)} cost of equity; closing the "
+            "gap would lift the value of each dollar of book."
+        )
     if r.roic is None or base is None or base.wacc is None:
         return None
     if r.roic > base.wacc:
@@ -329,6 +365,42 @@ def _earnings_catalyst(ctx: ExampleContext) -> str | None:
     )
 
 
+def _bank_catalysts(ctx: ExampleContext) -> list[str]:
+    """Net interest income, credit costs and capital, when the record is a bank's."""
+    fy, prior = ctx.company.latest, ctx.company.prior
+    if ctx.company.institution != "bank" or prior is None:
+        return []
+    out: list[str] = []
+    nii, old = fy.net_interest_income, prior.net_interest_income
+    if nii is not None and old is not None and money(nii) != money(old):
+        trend = "grew" if nii > old else "fell"
+        out.append(
+            f"**Net interest income:** {money(nii)} in FY{fy.fiscal_year}, which {trend} from {money(old)}; the "
+            "path of deposit costs against loan yields decides the next move."
+        )
+    prov, old_prov = fy.provision_for_credit_losses, prior.provision_for_credit_losses
+    if prov is not None and old_prov is not None and money(prov) != money(old_prov):
+        trend = "rose" if prov > old_prov else "fell"
+        out.append(
+            f"**Credit costs:** the provision for credit losses {trend} to {money(prov)} from {money(old_prov)}; "
+            + ("stabilising charge-offs would release earnings." if prov > old_prov else "a benign credit cycle is already helping earnings.")
+        )
+    cet1, old_cet1 = fy.cet1_ratio, prior.cet1_ratio
+    if cet1 is not None and old_cet1 is not None:
+        move = (
+            "unchanged"
+            if pct(cet1) == pct(old_cet1)
+            else f"up from {pct(old_cet1)}"
+            if cet1 > old_cet1
+            else f"down from {pct(old_cet1)}"
+        )
+        out.append(
+            f"**Capital return:** a CET1 ratio of {pct(cet1)} ({move}) sets how much capital can go to buybacks and "
+            "dividends."
+        )
+    return out
+
+
 CATALYSTS: tuple[Callable[[ExampleContext], str | None], ...] = (
     _margin_catalyst,
     _growth_catalyst,
@@ -341,7 +413,7 @@ CATALYSTS: tuple[Callable[[ExampleContext], str | None], ...] = (
 
 def catalysts(ctx: ExampleContext, rng: random.Random) -> list[str]:
     """Three to five catalysts from those the company's figures support, in a random order."""
-    found = [text for make in CATALYSTS if (text := make(ctx))]
+    found = [text for make in CATALYSTS if (text := make(ctx))] + _bank_catalysts(ctx)
     count = rng.randint(3, min(5, len(found))) if len(found) >= 3 else len(found)
     return shuffled(rng, found)[:count]
 
@@ -413,17 +485,19 @@ def _condition(ctx: ExampleContext) -> str | None:
     if shifts:
         text += "This scenario shifts our assumptions: " + "; ".join(shifts) + ". "
     text += "Every scenario value in this note is computed under it. "
+    label, base_rate = discount_rate(base)
+    _, now_rate = discount_rate(now)
     text += (
-        f"The WACC moves from {pct(base.wacc.wacc)} to {pct(now.wacc.wacc)}"
-        if pct(now.wacc.wacc) != pct(base.wacc.wacc)
-        else f"The WACC is unchanged at {pct(now.wacc.wacc)}"
+        f"The {label} moves from {pct(base_rate)} to {pct(now_rate)}"
+        if pct(now_rate) != pct(base_rate)
+        else f"The {label} is unchanged at {pct(now_rate)}"
     )
     bt, nt = base.target.price_target, now.target.price_target
     if bt is not None and nt is not None:
         text += (
             f", and the price target stays at {price(nt)}"
             if price(bt) == price(nt)
-            else f", and the price target from {price(bt)} to {price(nt)}"
+            else f", and the price target {'falls' if nt < bt else 'rises'} from {price(bt)} to {price(nt)}"
         )
     base_rating = (base.target.rating or "Not rated").upper()
     rating = rating_word(ctx)

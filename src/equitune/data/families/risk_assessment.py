@@ -12,7 +12,16 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from equitune.data.blocks import condition_shifts, money, mult, pct, price, rating_word
+from equitune.data.blocks import (
+    condition_shifts,
+    discount_rate,
+    money,
+    mult,
+    pct,
+    price,
+    rating_word,
+    sensitivity_table_of,
+)
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick, shuffled
 from equitune.finance.target import Scenario
@@ -328,6 +337,12 @@ def _scenario(ctx: ExampleContext, name: str) -> Scenario | None:
 
 def _business_level(ctx: ExampleContext) -> str:
     r = ctx.analysis.ratios
+    if ctx.company.institution is not None:  # no operating margin or EBITDA: net margin and growth
+        if r.net_margin is None:
+            return "High"
+        score = int(r.net_margin < 0.10) + int(r.revenue_growth is not None and r.revenue_growth < 0)
+        score += int(r.eps_growth is not None and r.eps_growth < 0)
+        return "High" if score >= 2 else "Medium" if score == 1 else "Low"
     if r.operating_margin is None or r.operating_margin < 0:
         return "High"
     score = int(r.operating_margin < 0.10)
@@ -339,6 +354,11 @@ def _business_level(ctx: ExampleContext) -> str:
 
 def _financial_level(ctx: ExampleContext) -> str:
     r, fy = ctx.analysis.ratios, ctx.company.latest
+    if ctx.company.institution is not None:
+        if fy.cet1_ratio is not None:  # banks: regulatory capital (US minimums plus buffers sit near 10%)
+            return "High" if fy.cet1_ratio < 0.105 else "Medium" if fy.cet1_ratio < 0.12 else "Low"
+        ratio = r.equity_to_assets
+        return "High" if ratio is None or ratio < 0.10 else "Medium" if ratio < 0.20 else "Low"
     x, ic = r.net_debt_to_ebitda, r.interest_coverage
     if x is None and (r.net_debt or 0) > 0 and fy.ebitda is not None and fy.ebitda <= 0:
         return "High"
@@ -363,8 +383,17 @@ def _risks(ctx: ExampleContext) -> list[_Risk]:
     r, t = ctx.analysis.ratios, ctx.analysis.target
     bear = _scenario(ctx, "bear")
     reg_level, themes = _regulation(ctx)
-    business = f"revenue growth {_signed(r.revenue_growth)}, operating margin {pct(r.operating_margin)}"
-    financial = f"net debt/EBITDA {mult(r.net_debt_to_ebitda)}, interest coverage {mult(r.interest_coverage)}"
+    fy = ctx.company.latest
+    if ctx.company.institution is not None:
+        business = f"revenue growth {_signed(r.revenue_growth)}, net margin {pct(r.net_margin)}"
+        financial = (
+            f"CET1 ratio {pct(fy.cet1_ratio)}, equity / assets {pct(r.equity_to_assets)}"
+            if fy.cet1_ratio is not None
+            else f"equity / assets {pct(r.equity_to_assets)}"
+        )
+    else:
+        business = f"revenue growth {_signed(r.revenue_growth)}, operating margin {pct(r.operating_margin)}"
+        financial = f"net debt/EBITDA {mult(r.net_debt_to_ebitda)}, interest coverage {mult(r.interest_coverage)}"
     if bear is not None and bear.value_per_share is not None:
         valuation = f"bear case {price(bear.value_per_share)} ({_signed(bear.upside)})"
     else:
@@ -454,7 +483,13 @@ def _business(ctx: ExampleContext, level: str, rng: random.Random) -> list[str]:
                 "if sales fell."
             )
     bear, base = _scenario(ctx, "bear"), _scenario(ctx, "base")
-    if bear is not None and base is not None and bear.initial_growth is not None and base.initial_growth is not None:
+    if (
+        bear is not None
+        and base is not None
+        and bear.growth_kind == "revenue"
+        and bear.initial_growth is not None
+        and base.initial_growth is not None
+    ):
         out.append(
             f"Our bear case tests this with first-year growth of {pct(bear.initial_growth)} instead of "
             f"{pct(base.initial_growth)} and an FCF margin of {pct(bear.fcf_margin)} instead of "
@@ -507,19 +542,20 @@ def _financial(ctx: ExampleContext, level: str, rng: random.Random) -> list[str]
         )
     elif ic is not None:
         out.append(f"Interest coverage of {mult(ic)} gives room to absorb higher interest costs.")
-    else:
+    elif c.institution is None:
         out.append("Interest coverage cannot be assessed: interest expense is not reported separately.")
-    out.append(
-        pick(
-            rng,
-            [
-                f"Debt is {pct(w.debt_weight)} of the capital structure in our WACC, at an after-tax cost of "
-                f"{pct(w.after_tax_cost_of_debt)}.",
-                f"In the WACC, debt carries a weight of {pct(w.debt_weight)} and an after-tax cost of "
-                f"{pct(w.after_tax_cost_of_debt)}.",
-            ],
+    if c.institution is None:  # a lender's debt is its raw material, not its capital structure
+        out.append(
+            pick(
+                rng,
+                [
+                    f"Debt is {pct(w.debt_weight)} of the capital structure in our WACC, at an after-tax cost of "
+                    f"{pct(w.after_tax_cost_of_debt)}.",
+                    f"In the WACC, debt carries a weight of {pct(w.debt_weight)} and an after-tax cost of "
+                    f"{pct(w.after_tax_cost_of_debt)}.",
+                ],
+            )
         )
-    )
     if fy.free_cash_flow is not None and fy.free_cash_flow < 0:
         out.append(
             f"Free cash flow was negative at {money(fy.free_cash_flow)}, so dividends and investment depend "
@@ -540,10 +576,47 @@ def _financial(ctx: ExampleContext, level: str, rng: random.Random) -> list[str]
             f"Shareholders' equity is negative at {money(fy.total_equity)}, which leaves no book-value "
             "cushion for creditors."
         )
-    if c.sector == "Financials":
+    if c.institution is not None:
+        out.extend(_institution_risks(ctx))
+    elif c.sector == "Financials":
         out.append(
             "For a financial company, debt and cash can be operating items, so these leverage ratios are a rough guide."
         )
+    return out
+
+
+def _institution_risks(ctx: ExampleContext) -> list[str]:
+    """A lender's or underwriter's financial risks: capital, credit costs, funding spread, return on equity."""
+    fy, prior, c = ctx.company.latest, ctx.company.prior, ctx.company
+    out: list[str] = []
+    if fy.cet1_ratio is not None:
+        out.append(
+            f"Capital: a CET1 ratio of {pct(fy.cet1_ratio)} is the buffer that absorbs credit losses before "
+            "regulators restrict dividends and buybacks."
+        )
+    if prior is not None and fy.provision_for_credit_losses is not None and prior.provision_for_credit_losses is not None:
+        d = _direction(fy.provision_for_credit_losses, prior.provision_for_credit_losses, money)
+        if d != 0:
+            out.append(
+                f"Credit: the provision for credit losses {'rose' if d > 0 else 'fell'} to "
+                f"{money(fy.provision_for_credit_losses)} from {money(prior.provision_for_credit_losses)}; a "
+                "recession would raise it again."
+            )
+    if prior is not None and fy.net_interest_income is not None and prior.net_interest_income is not None:
+        d = _direction(fy.net_interest_income, prior.net_interest_income, money)
+        if d != 0:
+            out.append(
+                f"Rates: net interest income {'grew' if d > 0 else 'fell'} to {money(fy.net_interest_income)} from "
+                f"{money(prior.net_interest_income)}; falling rates or dearer deposits would squeeze it."
+            )
+    e = ctx.analysis.excess_return
+    if e is not None:
+        out.append(
+            f"Returns: the valuation rests on an ROE of {pct(e.roe)} against a {pct(e.cost_of_equity)} cost of "
+            "equity; a lower return on the same book value lowers the justified price to book."
+        )
+    if c.institution == "insurer":
+        out.append("Underwriting: claims inflation and catastrophe losses hit earnings before pricing can adjust.")
     return out
 
 
@@ -563,15 +636,22 @@ def _regulatory(ctx: ExampleContext, level: str, rng: random.Random) -> list[str
 
 def _scenario_table(ctx: ExampleContext) -> str:
     t = ctx.analysis.target
-    lines = [
-        f"| Scenario | Value per share | vs price {price(t.price)} | First-year growth | FCF margin | WACC |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
+    method = ctx.analysis.method
+    if method == "dcf":
+        cols, rule = "First-year growth | FCF margin | WACC", "|---:|---:|---:|"
+    elif method == "ddm":
+        cols, rule = "Dividend growth | Cost of equity", "|---:|---:|"
+    else:
+        cols, rule = "Cost of equity", "|---:|"
+    lines = [f"| Scenario | Value per share | vs price {price(t.price)} | {cols} |", "|---|---:|---:" + rule]
     for s in ctx.analysis.scenarios:
-        lines.append(
-            f"| {s.name.capitalize()} | {price(s.value_per_share)} | {_signed(s.upside)} | "
-            f"{pct(s.initial_growth)} | {pct(s.fcf_margin)} | {pct(s.wacc)} |"
-        )
+        head = f"| {s.name.capitalize()} | {price(s.value_per_share)} | {_signed(s.upside)} | "
+        if method == "dcf":
+            lines.append(head + f"{pct(s.initial_growth)} | {pct(s.fcf_margin)} | {pct(s.wacc)} |")
+        elif method == "ddm":
+            lines.append(head + f"{pct(s.initial_growth)} | {pct(s.wacc)} |")
+        else:
+            lines.append(head + f"{pct(s.wacc)} |")
     return "\n".join(lines)
 
 
@@ -581,10 +661,11 @@ def _ordering_note(ctx: ExampleContext) -> str | None:
     bear, base, bull = values.get("bear"), values.get("base"), values.get("bull")
     if bear is None or base is None or bull is None or bear < base < bull:
         return None
+    label = ctx.analysis.target.intrinsic_label
     if len({s.method for s in ctx.analysis.scenarios}) > 1:
-        reason = "the DCF is meaningful in some scenarios and not in others, which changes how each value is blended"
+        reason = f"the {label} value is meaningful in some scenarios and not in others, which changes how each value is blended"
     else:
-        reason = "the DCF responds unevenly to the scenario shifts"
+        reason = f"the {label} value responds unevenly to the scenario shifts"
     return (
         f"The scenario values do not run in order from bear to bull: {reason}, so the sensitivity table is "
         "the better gauge of the downside."
@@ -604,8 +685,17 @@ def _downside(ctx: ExampleContext, rng: random.Random) -> list[str]:
             text += ": " + pick(
                 rng,
                 [
-                    "that is the downside if growth, margins and the discount rate all move against us.",
-                    "the loss an investor takes if lower growth, thinner margins and a higher WACC arrive together.",
+                    "that is the downside if growth, margins and the discount rate all move against us."
+                    if ctx.analysis.method == "dcf"
+                    else "that is the downside if dividend growth slows and the cost of equity rises."
+                    if ctx.analysis.method == "ddm"
+                    else "that is the downside if the discount rate moves against us.",
+                    "the loss an investor takes if lower growth, thinner margins and a higher WACC arrive together."
+                    if ctx.analysis.method == "dcf"
+                    else "the loss an investor takes if slower dividend growth and a higher cost of equity arrive "
+                    "together."
+                    if ctx.analysis.method == "ddm"
+                    else "the loss an investor takes if the cost of equity rises.",
                 ],
             )
         else:
@@ -629,48 +719,57 @@ def _downside(ctx: ExampleContext, rng: random.Random) -> list[str]:
 
 def _sensitivity(ctx: ExampleContext) -> list[str]:
     a, t = ctx.analysis, ctx.analysis.target
-    d = a.dcf
-    if d is None or d.sensitivity is None:
-        return ["The WACC sensitivity is not available because the DCF could not run."]
-    s = d.sensitivity
+    s, _, _ = sensitivity_table_of(ctx)
+    label = t.intrinsic_label
+    rate = "WACC" if a.method == "dcf" else "cost of equity"
+    if s is None:
+        if a.dcf is not None and not a.dcf.meaningful:
+            return [
+                f"The DCF is not meaningful for {ctx.ticker} and is excluded, so there is no sensitivity grid; the "
+                + (
+                    f"target rests on the comparables value of {price(t.comps_value_per_share)}."
+                    if t.comps_value_per_share is not None
+                    else "stock has no price target."
+                )
+            ]
+        return [f"The {rate} sensitivity is not available because the {label} model could not run."]
     br, bc = s.base_row, s.base_column
     w0, g0, v0 = s.wacc_values[br], s.terminal_growth_values[bc], s.values[br][bc]
     out = []
     if not t.dcf_meaningful and not t.comps_meaningful:
         out.append(
-            f"Neither the DCF (value per share {price(t.dcf_value_per_share)}) nor the comparables value is "
-            "meaningful, so the grid is the only quantified guide to the downside."
+            f"Neither the {label} nor the comparables value is meaningful, so the grid is the only quantified "
+            "guide to the downside."
         )
     elif not t.dcf_meaningful:
         out.append(
-            f"The DCF is not meaningful for {ctx.ticker} (value per share {price(t.dcf_value_per_share)}), "
-            f"so the target rests on the comparables value of {price(t.comps_value_per_share)}; the "
-            "sensitivity grid shows how far a cash-flow valuation sits from the price, not a usable target."
+            f"The {label} value is excluded for {ctx.ticker}, so the target rests on the comparables value of "
+            f"{price(t.comps_value_per_share)}."
         )
     elif t.method == "blend":
-        out.append(f"The DCF feeds the target as part of a {t.blend} blend, so its sensitivity passes through.")
+        out.append(f"The {label} value feeds the target as part of a {t.blend} blend, so its sensitivity passes through.")
     v1 = s.values[br + 1][bc] if br + 1 < len(s.wacc_values) else None
     if v0 is not None and v1 is not None:
         verb = {1: "lifts", -1: "cuts", 0: "leaves"}[_direction(v1, v0, price)]
         change = f"from {price(v0)} to {price(v1)}" if verb != "leaves" else f"at {price(v1)}"
         out.append(
-            f"Raising the WACC from {pct(w0)} to {pct(s.wacc_values[br + 1])} (terminal growth {pct(g0)}) "
-            f"{verb} the DCF value per share {change}."
+            f"Raising the {rate} from {pct(w0)} to {pct(s.wacc_values[br + 1])} (growth {pct(g0)}) "
+            f"{verb} the {label} value per share {change}."
         )
     worst = s.values[-1][0]
     best = s.values[0][-1]
     if worst is not None:
         rel = "below" if worst < t.price else "above"
         out.append(
-            f"At the harshest corner of the grid (WACC {pct(s.wacc_values[-1])}, terminal growth "
-            f"{pct(s.terminal_growth_values[0])}) the DCF gives {price(worst)}, {rel} the {price(t.price)} "
+            f"At the harshest corner of the grid ({rate} {pct(s.wacc_values[-1])}, growth "
+            f"{pct(s.terminal_growth_values[0])}) the {label} model gives {price(worst)}, {rel} the {price(t.price)} "
             "share price."
         )
     if best is not None and t.dcf_meaningful and best < t.price:
         out.append(
-            f"Even the most generous cell (WACC {pct(s.wacc_values[0])}, terminal growth "
+            f"Even the most generous cell ({rate} {pct(s.wacc_values[0])}, growth "
             f"{pct(s.terminal_growth_values[-1])}) gives only {price(best)}: the share price already "
-            "discounts more than our cash-flow assumptions support."
+            "discounts more than our assumptions support."
         )
     return out
 
@@ -691,6 +790,11 @@ def _mitigants(ctx: ExampleContext) -> list[str]:
         out.append(f"A bear-case value of {price(bear.value_per_share)} above the current share price.")
     if fy.operating_income is not None and fy.operating_income > 0 and (r.operating_margin or 0) >= 0.25:
         out.append(f"A high operating margin of {pct(r.operating_margin)}.")
+    e = ctx.analysis.excess_return
+    if e is not None and e.roe_spread > 0 and pct(e.roe) != pct(e.cost_of_equity):
+        out.append(f"An ROE of {pct(e.roe)} above the {pct(e.cost_of_equity)} cost of equity.")
+    if fy.cet1_ratio is not None and fy.cet1_ratio >= 0.12:
+        out.append(f"A CET1 ratio of {pct(fy.cet1_ratio)}, well above the regulatory minimum.")
     return out
 
 
@@ -718,11 +822,12 @@ def _condition(ctx: ExampleContext, rng: random.Random) -> str | None:
         )
     else:
         effect = f"The price target is {price(pt_now)} against {price(pt_base)} in the base case"
-    wacc_now, wacc_base = now.wacc.wacc, base.wacc.wacc
+    label, wacc_base = discount_rate(base)
+    _, wacc_now = discount_rate(now)
     if _direction(wacc_now, wacc_base, pct) == 0:
-        effect += f", with the WACC unchanged at {pct(wacc_now)}"
+        effect += f", with the {label} unchanged at {pct(wacc_now)}"
     else:
-        effect += f", with the WACC at {pct(wacc_now)} against {pct(wacc_base)}"
+        effect += f", with the {label} at {pct(wacc_now)} against {pct(wacc_base)}"
     base_rating = (base.target.rating or "Not rated").upper()
     lines.append(f"{effect}; the rating is {rating_word(ctx)} (base case {base_rating}).")
     if stresses:
@@ -753,7 +858,8 @@ def respond(ctx: ExampleContext, rng: random.Random) -> str:
         rng,
         [
             f"We rate {c.ticker}'s risks by type, tie each to the company's own figures and quantify the "
-            "downside with the bear case and the WACC sensitivity.",
+            f"downside with the bear case and the {'WACC' if ctx.analysis.method == 'dcf' else 'cost-of-equity'} "
+            "sensitivity.",
             f"This note sets out the business, financial and regulatory risks to {c.name} ({c.sector}, "
             f"{c.sub_industry}) and what the scenarios say about the downside.",
         ],

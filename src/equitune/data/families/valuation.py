@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from equitune.data.blocks import condition_shifts, money, mult, pct, price, rating_word
+from equitune.data.blocks import condition_shifts, discount_rate, money, mult, pct, price, rating_word, sensitivity_table_of
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick
 from equitune.finance.comparables import MultipleSummary
@@ -51,14 +51,17 @@ REQUIRED_SECTIONS: dict[str, tuple[str, ...]] = {
     "target": ("## Price Target and Rating", "## Blended Price Target", "## Valuation Conclusion"),
 }
 
-_MULTIPLE_NAMES = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales"}
-# Sectors where FCF-based DCF and EV multiples describe the business poorly (the engine warns about them).
-_POOR_FIT = {
-    "Financials": "A caveat: FCF-based DCF and EV multiples fit financial companies imperfectly, as debt "
-    "and cash are operating items for them.",
-    "Real Estate": "A caveat: REITs are usually valued on FFO and NAV, so the DCF and EV multiples here are "
-    "rough guides.",
+# Headers of the same sections when the company is valued with a sector model (not a DCF); the test of
+# REQUIRED_SECTIONS accepts them as well.
+SECTOR_SECTIONS: dict[str, tuple[str, ...]] = {
+    "assumptions": ("## Valuation Inputs", "## Cost of Equity and Model Inputs"),
+    "dcf": ("## Intrinsic Value", "## From the Model to Value per Share"),
+    "sensitivity": ("## Sensitivity Analysis", "## Cost-of-Equity and Growth Sensitivity"),
 }
+for _key, _extra in SECTOR_SECTIONS.items():
+    REQUIRED_SECTIONS[_key] = REQUIRED_SECTIONS[_key] + tuple(h for h in _extra if h not in REQUIRED_SECTIONS[_key])
+
+_MULTIPLE_NAMES = {"ev_ebitda": "EV/EBITDA", "pe": "P/E", "ev_sales": "EV/Sales", "pb": "P/B"}
 _MAX_PEERS = 6  # as many peers as the data block's comparables section lists
 _WORDS = {
     1: "one",
@@ -96,7 +99,7 @@ def _shares(ctx: ExampleContext) -> str:
 def _assumptions(ctx: ExampleContext, rng: random.Random) -> str:
     a = ctx.analysis
     w, d = a.wacc, a.dcf
-    header = pick(rng, REQUIRED_SECTIONS["assumptions"])
+    header = pick(rng, REQUIRED_SECTIONS["assumptions"][:3])
     wacc_rows = [
         "| Component | Value |",
         "|---|---:|",
@@ -130,6 +133,8 @@ def _assumptions(ctx: ExampleContext, rng: random.Random) -> str:
         if w.wacc < w.cost_of_equity
         else f" Debt makes up {pct(w.debt_weight)} of capital; the blended WACC is {pct(w.wacc)}."
     )
+    if a.excess_return is not None or a.dividend_discount is not None:
+        return _sector_assumptions(ctx, rng, pick(rng, SECTOR_SECTIONS["assumptions"]))
     if d is None:
         return "\n".join(
             [
@@ -168,15 +173,125 @@ def _assumptions(ctx: ExampleContext, rng: random.Random) -> str:
     return "\n".join([header, bullets(points), "", *wacc_rows, "", wacc_text])
 
 
+def _sector_assumptions(ctx: ExampleContext, rng: random.Random, header: str) -> str:
+    """Cost of equity and the sector model's inputs (banks and insurers: book value and ROE; utilities and
+    REITs: the dividend and its growth)."""
+    an = ctx.analysis
+    w = an.wacc
+    rows = [
+        "| Component | Value |",
+        "|---|---:|",
+        f"| Risk-free rate | {pct(w.risk_free_rate)} |",
+        f"| Equity risk premium | {pct(w.equity_risk_premium)} |",
+        f"| Beta | {w.beta:.2f} |",
+        f"| **Cost of equity (CAPM)** | **{pct(w.cost_of_equity)}** |",
+    ]
+    text = (
+        f"The discount rate is the cost of equity, not the WACC: the model values the shareholders' claim "
+        f"directly. A {pct(w.risk_free_rate)} risk-free rate plus a beta of {w.beta:.2f} on a "
+        f"{pct(w.equity_risk_premium)} equity risk premium gives {pct(w.cost_of_equity)}."
+    )
+    e, m = an.excess_return, an.dividend_discount
+    if e is not None:
+        spread = e.roe - e.cost_of_equity
+        points = [
+            f"**Book value per share:** {price(e.book_value_per_share)} of common equity.",
+            f"**Return on equity:** {pct(e.roe)}, "
+            + (
+                f"{pct(e.roe_spread)} above the {pct(e.cost_of_equity)} cost of equity, so each dollar of book value is "
+                "worth more than a dollar."
+                if pct(e.roe) != pct(e.cost_of_equity) and spread > 0
+                else f"below the {pct(e.cost_of_equity)} cost of equity, so book value is worth less than its "
+                "face amount."
+                if spread < 0 and pct(e.roe) != pct(e.cost_of_equity)
+                else f"level with the {pct(e.cost_of_equity)} cost of equity."
+            ),
+            f"**Long-run growth:** {pct(e.growth)} a year for book value and earnings.",
+        ]
+    else:
+        assert m is not None
+        payout = f", a payout of {pct(m.payout_ratio)} of earnings" if m.payout_ratio is not None else ""
+        points = [
+            f"**Dividend per share:** {price(m.dividend)} in FY{ctx.company.latest.fiscal_year}{payout}.",
+            f"**Dividend growth:** {pct(m.initial_growth)} a year for {_words(an.assumptions.high_growth_years)} "
+            f"years, fading to {pct(m.terminal_growth)} by year {_words(an.assumptions.explicit_years)} and held there.",
+        ]
+    return "\n".join([header, bullets(points), "", *rows, "", text])
+
+
+def _sector_value(ctx: ExampleContext, rng: random.Random, header: str) -> str:
+    """From the inputs to the value per share under the sector model, and what the price implies."""
+    an = ctx.analysis
+    e, m = an.excess_return, an.dividend_discount
+    p = an.market.price
+    if e is not None:
+        rows = [
+            "| Item | Value |",
+            "|---|---:|",
+            f"| Book value per share | {price(e.book_value_per_share)} |",
+            f"| Return on equity | {pct(e.roe)} |",
+            f"| Cost of equity | {pct(e.cost_of_equity)} |",
+            f"| Growth | {pct(e.growth)} |",
+            f"| Justified P/B = (ROE - g) / (ke - g) | {mult(e.justified_pb)} |",
+            f"| **Value per share** | **{price(e.value_per_share) if e.meaningful else 'excluded'}** |",
+        ]
+        notes = [
+            f"The shares trade at {mult(e.current_pb)} book against a justified {mult(e.justified_pb)}"
+            + (
+                "."
+                if mult(e.current_pb) == mult(e.justified_pb)
+                else ", so the market pays "
+                + ("less" if e.current_pb < e.justified_pb else "more")
+                + " for each dollar of equity than its return supports."
+            )
+        ]
+        if not e.meaningful:
+            notes.append(f"The model gives no positive value ({'; '.join(e.issues)}), so it is excluded from the target.")
+    else:
+        assert m is not None
+        rows = [
+            "| Item | Value |",
+            "|---|---:|",
+            f"| Dividend per share, FY{ctx.company.latest.fiscal_year} | {price(m.dividend)} |",
+            f"| Dividend in the final explicit year | {price(m.projection[-1].dividend)} |",
+            f"| PV of explicit-period dividends | {price(m.pv_dividends)} |",
+            f"| PV of terminal value | {price(m.pv_terminal_value_per_share)} |",
+            f"| **Value per share** | **{price(m.value_per_share) if m.meaningful else 'excluded'}** |",
+        ]
+        notes = []
+        if m.meaningful:
+            notes.append(
+                f"Discounting the dividends at the {pct(m.cost_of_equity)} cost of equity gives "
+                f"{price(m.value_per_share)} per share, {_above_below(m.value_per_share, p)} the {price(p)} share price."
+            )
+    if an.implied:
+        notes.append(an.implied)
+    return "\n".join([header, *rows, "", bullets(notes)])
+
+
 def _bridge(ctx: ExampleContext, rng: random.Random) -> str:
     a, fy = ctx.analysis, ctx.company.latest
     d = a.dcf
-    header = pick(rng, REQUIRED_SECTIONS["dcf"])
+    header = pick(rng, REQUIRED_SECTIONS["dcf"][:3])
+    if a.excess_return is not None or a.dividend_discount is not None:
+        return _sector_value(ctx, rng, pick(rng, SECTOR_SECTIONS["dcf"]))
     if d is None:
         return (
             f"{header}\nThe DCF could not be run for {ctx.ticker} with the available figures, so the "
             "valuation "
             "rests on trading comparables."
+        )
+    if not d.meaningful:
+        why = (
+            f"with an FCF margin of {pct(d.inputs.fcf_margin)}, projected cash flows destroy value"
+            if d.inputs.model == "five_year" and d.inputs.fcf_margin <= 0
+            else "debt exceeds enterprise value plus cash"
+            if d.enterprise_value > 0
+            else "the enterprise value is negative"
+        )
+        return (
+            f"{header}\nThe DCF is not meaningful for {ctx.ticker} ({why}), so it is excluded from the price "
+            "target and its value is not used; the valuation rests on the other method."
         )
     rows = [
         "| Item | Value |",
@@ -224,34 +339,24 @@ def _bridge(ctx: ExampleContext, rng: random.Random) -> str:
                 else "."
             )
         )
-    if d.meaningful:
-        notes.append(
-            f"Net of {'debt and cash' if bridge_reported else 'the balance sheet'}, equity value is "
-            f"{money(d.equity_value)}, or {price(d.value_per_share)} per share, "
-            f"{_above_below(d.value_per_share, a.market.price)} the {price(a.market.price)} share price."
-        )
-    else:
-        why = (
-            f"with an FCF margin of {pct(d.inputs.fcf_margin)}, projected cash flows destroy value"
-            if d.inputs.fcf_margin <= 0
-            else "debt exceeds enterprise value plus cash"
-            if d.enterprise_value > 0
-            else "the enterprise value is negative"
-        )
-        notes.append(
-            f"The DCF gives {price(d.value_per_share)} per share: {why}, so the DCF is not meaningful and "
-            "carries no weight in the price target."
-        )
+    notes.append(
+        f"Net of {'debt and cash' if bridge_reported else 'the balance sheet'}, equity value is "
+        f"{money(d.equity_value)}, or {price(d.value_per_share)} per share, "
+        f"{_above_below(d.value_per_share, a.market.price)} the {price(a.market.price)} share price."
+    )
+    if a.implied:
+        notes.append(a.implied)
     return "\n".join([header, *rows, "", bullets(notes)])
 
 
 def _sensitivity(ctx: ExampleContext, rng: random.Random) -> str:
-    header = pick(rng, REQUIRED_SECTIONS["sensitivity"])
-    d = ctx.analysis.dcf
-    if d is None or d.sensitivity is None:
-        return f"{header}\nNo sensitivity table is available because the DCF could not be run."
-    s = d.sensitivity
-    head = "| WACC \\ terminal growth | " + " | ".join(pct(g) for g in s.terminal_growth_values) + " |"
+    sector = ctx.analysis.method != "dcf"
+    header = pick(rng, SECTOR_SECTIONS["sensitivity"] if sector else REQUIRED_SECTIONS["sensitivity"][:3])
+    s, _, title = sensitivity_table_of(ctx)
+    rate = "cost of equity" if sector else "WACC"
+    if s is None:
+        return f"{header}\nNo sensitivity table: the DCF is excluded from the target, so there is no value to vary."
+    head = f"| {rate[0].upper() + rate[1:]} \\ growth | " + " | ".join(pct(g) for g in s.terminal_growth_values) + " |"
     rule = "|---" + "|---:" * len(s.terminal_growth_values) + "|"
     rows = []
     for r, w in enumerate(s.wacc_values):
@@ -263,18 +368,16 @@ def _sensitivity(ctx: ExampleContext, rng: random.Random) -> str:
     intro = pick(
         rng,
         [
-            "DCF value per share across WACC (rows) and terminal growth (columns); the base case is in bold.",
-            "Value per share for each pair of WACC (rows) and terminal growth (columns), base case in bold:",
-            "How the DCF value per share moves with the discount rate and the perpetual growth rate (base "
-            "case "
-            "in bold):",
+            f"{title[0].upper() + title[1:]} across {rate} (rows) and growth (columns); the base case is in bold.",
+            f"Value per share for each pair of {rate} (rows) and growth (columns), base case in bold:",
+            f"How the {title} moves with the discount rate and the perpetual growth rate (base case in bold):",
         ],
     )
     notes: list[str] = []
     low_corner, high_corner = s.values[-1][0], s.values[0][-1]
     if low_corner is not None and high_corner is not None:
         notes.append(
-            f"At a {pct(s.wacc_values[-1])} WACC and {pct(s.terminal_growth_values[0])} terminal growth the "
+            f"At a {pct(s.wacc_values[-1])} {rate} and {pct(s.terminal_growth_values[0])} growth the "
             "value "
             f"is {price(low_corner)}; at {pct(s.wacc_values[0])} and {pct(s.terminal_growth_values[-1])} it "
             "is "
@@ -285,23 +388,19 @@ def _sensitivity(ctx: ExampleContext, rng: random.Random) -> str:
     if values and all(v < p for v in values):
         notes.append(
             f"Every cell sits below the {price(p)} share price: no combination in this range of discount "
-            "rate "
-            "and terminal growth supports the current price on a DCF basis."
+            f"rate and growth supports the current price on this model."
         )
     elif values and all(v > p for v in values):
         notes.append(
-            f"Every cell sits above the {price(p)} share price, so the DCF supports the current price even "
-            "at "
-            "the highest discount rate and lowest terminal growth shown."
+            f"Every cell sits above the {price(p)} share price, so the model supports the current price even "
+            "at the highest discount rate and lowest growth shown."
         )
     elif values:
         notes.append(f"The {price(p)} share price falls inside the grid's range of values.")
     if any(v is None for row in s.values for v in row):
         notes.append(
-            "Cells marked n/a have a WACC at or below terminal growth, where the Gordon formula has no finite value."
+            f"Cells marked n/a have a {rate} at or below growth, where the perpetuity has no finite value."
         )
-    if not d.meaningful:
-        notes.append("With negative values across the grid, the DCF is not a usable anchor for this company.")
     return "\n".join([header, intro, "", head, rule, *rows, "", bullets(notes)])
 
 
@@ -332,26 +431,38 @@ def _comps(ctx: ExampleContext, rng: random.Random) -> str:
     peers = sorted(c.peers, key=lambda p: -p.market_cap)[:_MAX_PEERS]
     if c.basis == "sector":
         basis = f"The sub-industry has too few listed peers, so the peer set is drawn from the wider {c.group} sector."
+    elif c.basis == "institutions":
+        basis = "The sub-industry has too few listed peers, so the peer set is the other banks and insurers covered."
     else:
         basis = f"Peers come from the same sub-industry ({c.group})."
     if len(c.peers) > len(peers):
         basis += f" The {_words(len(peers))} largest peers by market value are shown."
-    peer_rows = [
-        "| Peer | EV/EBITDA | P/E | EV/Sales |",
-        "|---|---:|---:|---:|",
-        *(f"| {p.name} ({p.ticker}) | {mult(p.ev_ebitda)} | {mult(p.pe)} | {mult(p.ev_sales)} |" for p in peers),
-    ]
+    institution = any(m.multiple == "pb" for m in c.multiples)
+    multiples = [m for m in c.multiples if not institution or m.multiple in ("pe", "pb")]
+    if institution:
+        basis += " Enterprise-value multiples do not apply to lenders and underwriters, so the comparison uses P/E and P/B."
+        peer_rows = [
+            "| Peer | P/E | P/B |",
+            "|---|---:|---:|",
+            *(f"| {p.name} ({p.ticker}) | {mult(p.pe)} | {mult(p.pb)} |" for p in peers),
+        ]
+    else:
+        peer_rows = [
+            "| Peer | EV/EBITDA | P/E | EV/Sales |",
+            "|---|---:|---:|---:|",
+            *(f"| {p.name} ({p.ticker}) | {mult(p.ev_ebitda)} | {mult(p.pe)} | {mult(p.ev_sales)} |" for p in peers),
+        ]
     summary_rows = [
         f"| Multiple | Peer median | Q1 | Q3 | {ctx.ticker} | Implied value per share |",
         "|---|---:|---:|---:|---:|---:|",
         *(
             f"| {_MULTIPLE_NAMES[m.multiple]} | {mult(m.median)} | {mult(m.low)} | {mult(m.high)} | "
             f"{mult(m.company_multiple)} | {price(m.implied_value_per_share)} |"
-            for m in c.multiples
+            for m in multiples
         ),
     ]
-    notes = [text for m in c.multiples if (text := _multiple_comment(ctx, m))]
-    implied = [m for m in c.multiples if m.implied_value_per_share is not None]
+    notes = [text for m in multiples if (text := _multiple_comment(ctx, m))]
+    implied = [m for m in multiples if m.implied_value_per_share is not None]
     if len(implied) >= 2:
         top = max(implied, key=lambda m: m.implied_value_per_share or 0.0)
         bottom = min(implied, key=lambda m: m.implied_value_per_share or 0.0)
@@ -380,17 +491,19 @@ def _target(ctx: ExampleContext, rng: random.Random) -> str:
     bands = (
         f"Buy at or above {pct(a.buy_threshold, signed=True)} upside, Sell below {pct(a.sell_threshold, signed=True)}"
     )
+    label = t.intrinsic_label
     if t.price_target is None or t.upside is None:
         return (
-            f"{header}\nNeither the DCF nor the comparables value is meaningful, so we set no price target "
-            "and "
-            f"{ctx.ticker} is {rating}."
+            f"{header}\nNeither the {label} nor the comparables value is meaningful, so we set no price target "
+            f"and {ctx.ticker} is {rating}."
         )
-    lines = [
-        f"- **DCF value per share:** {price(t.dcf_value_per_share)}"
-        + ("" if t.dcf_meaningful else " (not meaningful, excluded)"),
-        f"- **Comparables value per share:** {price(t.comps_value_per_share)}"
-        + ("" if t.comps_meaningful else " (not meaningful, excluded)"),
+    lines = []
+    if t.dcf_value_per_share is not None:
+        lines.append(f"- **{label[0].upper() + label[1:]} value per share:** {price(t.dcf_value_per_share)}")
+    if t.comps_value_per_share is not None:
+        lines.append(f"- **Comparables value per share:** {price(t.comps_value_per_share)}")
+    lines.extend(f"- **Excluded:** {e}" for e in t.excluded)
+    lines += [
         f"- **Price target:** {price(t.price_target)} ({t.blend})",
         f"- **Current price:** {price(t.price)}",
         f"- **Upside:** {pct(t.upside, signed=True)}",
@@ -398,12 +511,14 @@ def _target(ctx: ExampleContext, rng: random.Random) -> str:
     ]
     if t.method == "blend":
         how = (
-            f"Our {price(t.price_target)} target weights the DCF and comparables values "
-            f"({t.blend}), landing between the DCF value of {price(t.dcf_value_per_share)} and the "
+            f"Our {price(t.price_target)} target weights the {label} and comparables values "
+            f"({t.blend}), landing between the {label} value of {price(t.dcf_value_per_share)} and the "
             f"comparables value of {price(t.comps_value_per_share)}."
         )
     elif t.method == "comps_only":
-        how = f"The DCF value is not meaningful, so our {price(t.price_target)} target is the {t.blend}."
+        how = f"The {label} value is excluded, so our {price(t.price_target)} target is the {t.blend}."
+    elif t.comps_value_per_share is None:
+        how = f"The comparables value is excluded, so our {price(t.price_target)} target is the {t.blend}."
     else:
         how = f"Our {price(t.price_target)} target is the {t.blend}."
     ret = pct(t.upside, signed=True)
@@ -423,14 +538,16 @@ def _condition(ctx: ExampleContext) -> str | None:
     lines = [f"## Market Condition: {cond.title}"]
     if shifts:
         lines.append("Under this scenario " + "; ".join(shifts) + ".")
-    if pct(now.wacc.wacc) != pct(base.wacc.wacc):
+    label, base_rate = discount_rate(base)
+    _, now_rate = discount_rate(now)
+    name = label[0].upper() + label[1:] if label != "WACC" else label
+    if pct(now_rate) != pct(base_rate):
         lines.append(
-            f"- **WACC:** {pct(now.wacc.wacc)}, "
-            f"{'up' if now.wacc.wacc > base.wacc.wacc else 'down'} from {pct(base.wacc.wacc)} in the base "
-            "case."
+            f"- **{name}:** {pct(now_rate)}, {'up' if now_rate > base_rate else 'down'} from {pct(base_rate)} in the "
+            "base case."
         )
     else:
-        lines.append(f"- **WACC:** unchanged at {pct(now.wacc.wacc)}; the condition works through the cash flows.")
+        lines.append(f"- **{name}:** unchanged at {pct(now_rate)}; the condition works through the cash flows.")
     bt, nt = base.target.price_target, now.target.price_target
     if bt is not None and nt is not None:
         move = "the same as" if price(nt) == price(bt) else "lower than" if nt < bt else "higher than"
@@ -484,8 +601,11 @@ def respond(ctx: ExampleContext, rng: random.Random) -> str:
         ],
     )
     summary = f"{pick(rng, ['## Summary', '## Valuation Summary', '## Bottom Line'])}\n{_overview(ctx, rng)}"
-    if c.sector in _POOR_FIT:
-        summary += f" {_POOR_FIT[c.sector]}"
+    if ctx.analysis.method != "dcf":
+        summary += (
+            f" We value {c.name} with the {ctx.analysis.target.intrinsic_label} model rather than a DCF: it is "
+            f"{ctx.analysis.method_reason}."
+        )
     dcf_part = [_assumptions(ctx, rng), _bridge(ctx, rng), _sensitivity(ctx, rng)]
     comps = _comps(ctx, rng)
     body = [*dcf_part, comps] if rng.random() < 0.7 else [comps, *dcf_part]
