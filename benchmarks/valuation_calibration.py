@@ -1,6 +1,7 @@
 """How the finance engine's calls look over the embedded universe, as an analyst would read them: the spread of
 upside to the price target, the rating counts, the target method per sector, every extreme target with the reason
-the analysis states for it, and the revenue growth (or FCF margin) each share price implies (reverse DCF).
+the analysis states for it, and what each share price implies: the revenue growth or FCF margin under the DCF
+(reverse DCF), the ROE under the excess-return model, the dividend growth under the dividend-discount model.
 
 Checks (issue 15's calibration, met by method, never by tuning a constant): the median upside lies between -5% and
 +15%, no rating holds more than 60% of the companies, and every target below -50% or above +100% carries a stated
@@ -60,6 +61,10 @@ def measure(assumptions: ValuationAssumptions) -> dict[str, Any]:
                 "upside": a.upside,
                 "rating": a.rating,
                 "method": a.target.method,
+                "intrinsic_method": a.method,
+                "implied": a.implied,
+                "implied_roe": a.excess_return.implied_roe if a.excess_return else None,
+                "implied_dividend_growth": a.dividend_discount.implied_dividend_growth if a.dividend_discount else None,
                 "wacc": a.wacc.wacc,
                 "dcf_value_per_share": a.target.dcf_value_per_share,
                 "comps_value_per_share": a.target.comps_value_per_share,
@@ -74,7 +79,7 @@ def measure(assumptions: ValuationAssumptions) -> dict[str, Any]:
     ratings = collections.Counter(r["rating"] or "none" for r in rows)
     methods: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for r in rows:
-        methods[r["sector"]][r["method"]] += 1
+        methods[r["sector"]][f"{r['intrinsic_method']} ({r['method'].replace('_', ' ')})"] += 1
     median = statistics.median(upsides)
     unexplained = [r["ticker"] for r in rows if r["extreme"] and not r["reasons"]]
     largest_share = max(ratings.values()) / len(rows)
@@ -131,7 +136,7 @@ def render(result: dict[str, Any], console: Console) -> None:
     )
     console.print(summary)
 
-    methods = Table(title="Target method by sector")
+    methods = Table(title="Valuation method by sector (intrinsic model, and how the target was formed)")
     methods.add_column("sector")
     methods.add_column("methods")
     for sector, counts in result["methods_by_sector"].items():
@@ -148,6 +153,7 @@ def render(result: dict[str, Any], console: Console) -> None:
         "DCF growth y1",
         "implied growth y1",
         "implied FCF m.",
+        "implied (sector model)",
     ):
         companies.add_column(column, justify="left" if column in ("ticker", "sector", "rating") else "right")
     for r in sorted(result["rows"], key=lambda row: row["upside"] if row["upside"] is not None else 0.0):
@@ -160,6 +166,11 @@ def render(result: dict[str, Any], console: Console) -> None:
             _pct(r["model_initial_growth"]),
             _pct(r["implied_initial_growth"]),
             "-" if r["implied_fcf_margin"] is None else f"{r['implied_fcf_margin']:.1%}",
+            f"ROE {r['implied_roe']:.1%}"
+            if r["implied_roe"] is not None
+            else f"div. growth {r['implied_dividend_growth']:.1%}"
+            if r["implied_dividend_growth"] is not None
+            else "-",
         )
     console.print(companies)
     extremes = [r for r in result["rows"] if r["extreme"]]

@@ -20,6 +20,7 @@ from typing import Any
 
 from equitune.config import EquituneConfig
 from equitune.data.blocks import data_block
+from equitune.data.coherence import coherence_issues
 from equitune.data.context import ExampleContext, build_contexts
 from equitune.data.families import FAMILY_IDS, available_families
 from equitune.data.families.common import Family
@@ -138,6 +139,12 @@ class EquityResearchTrainingDataGenerator:
             raise DataError(
                 f"generated {family.name} example for {ctx.ticker} ({ctx.condition.name}) has unsupported "
                 f"figures: {', '.join(f.raw for f in missing)}"
+            )
+        problems = coherence_issues(response, data)
+        if problems:
+            raise DataError(
+                f"generated {family.name} example for {ctx.ticker} ({ctx.condition.name}) is incoherent: "
+                + "; ".join(str(p) for p in problems[:5])
             )
         return example
 

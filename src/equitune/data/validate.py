@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from equitune.data.coherence import coherence_issues
 from equitune.data.facts import FactSheet
 from equitune.data.families import FAMILY_IDS
 from equitune.data.numbers import Figure, extract_figures
@@ -83,6 +84,38 @@ def unsupported_figures(response: str | list[Figure], facts: FactSheet | None, p
         given = figures_in(prompt)
         missing = [f for f in missing if not _given(given, f)]
     return missing
+
+
+def data_block_of(prompt: str) -> str:
+    """The DATA block of a prompt (from its 'DATA' line to the end), or '' when it has none."""
+    match = re.search(r"(?m)^DATA$", prompt)
+    return prompt[match.start() :] if match else ""
+
+
+def example_issues(record: dict[str, str], sheet: FactSheet | None, line: int) -> list[Issue]:
+    """The whole-example checks of one record of a generated family: every figure of the prompt's DATA
+    block against the company's data and the engine, every figure of the response against that DATA block
+    (the response quotes only the block's figures), and the coherence of the response's sentences."""
+    issues: list[Issue] = []
+    data = data_block_of(record["prompt"])
+    if not data:
+        return [Issue(line, "prompt", "no DATA block: a generated example quotes only the block's figures")]
+    if sheet is not None:
+        wrong = sheet.unsupported(figures_in(data))
+        if wrong:
+            shown = ", ".join(f.raw for f in wrong[:10]) + (f" (+{len(wrong) - 10} more)" if len(wrong) > 10 else "")
+            issues.append(
+                Issue(line, "prompt", f"{len(wrong)} DATA block figure(s) disagree with {record.get('ticker')}'s "
+                      f"data and the engine: {shown}")
+            )
+    given = figures_in(data)
+    outside = [f for f in figures_in(record["response"]) if not _given(given, f)]
+    if outside:
+        shown = ", ".join(f.raw for f in outside[:10]) + (f" (+{len(outside) - 10} more)" if len(outside) > 10 else "")
+        issues.append(Issue(line, "response", f"{len(outside)} figure(s) not given in the DATA block: {shown}"))
+    for problem in coherence_issues(record["response"], data):
+        issues.append(Issue(line, "response", f"incoherent: {problem}"))
+    return issues
 
 
 class FactSource:
@@ -224,6 +257,8 @@ def validate_records(
                 basis = f"{record.get('ticker')}'s facts" if sheet is not None else "the prompt (no known ticker)"
                 shown = ", ".join(raws[:10]) + (f" (+{len(raws) - 10} more)" if len(raws) > 10 else "")
                 issues.append(Issue(line, "response", f"{len(raws)} unsupported figure(s) vs {basis}: {shown}"))
+            if record.get("family") in FAMILY_IDS:
+                issues.extend(example_issues(record, sheet, line))
         report.issues.extend(issues)
         if not issues:
             report.valid += 1
@@ -232,7 +267,9 @@ def validate_records(
 
 def validate_file(path: str | Path, max_tokens: int = 2048, facts: FactSource | None = None) -> ValidationReport:
     """Check every line of a JSONL file: malformed JSON, missing or empty fields, unknown roles or families,
-    responses over ``max_tokens`` (estimated), duplicates (naming the first line) and unsupported figures."""
+    responses over ``max_tokens`` (estimated), duplicates (naming the first line), unsupported figures and,
+    for the generated families, each example as a whole (``example_issues``: the DATA block against the data,
+    the response against the DATA block, the coherence of the response)."""
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{file}: no such file")

@@ -154,7 +154,15 @@ QUANTITIES: tuple[Quantity, ...] = (
         _PERCENT,
         ("terminal_growth", "terminal_growth_values", "implied_terminal_growth"),
     ),
-    Quantity("cost_of_equity", "cost of equity", ("cost of equity",), _PERCENT, ("cost_of_equity",)),
+    Quantity(
+        "cost_of_equity",
+        "cost of equity",
+        ("cost of equity", "cost-of-equity"),
+        _PERCENT,
+        # Sector models (excess-return, dividend-discount) discount at the cost of equity: their scenarios and
+        # sensitivity rows hold it in the 'wacc' fields.
+        ("cost_of_equity", "wacc@.scenarios", "wacc_values@.excess_return.", "wacc_values@.dividend_discount."),
+    ),
     Quantity(
         "cost_of_debt",
         "cost of debt",
@@ -195,6 +203,64 @@ QUANTITIES: tuple[Quantity, ...] = (
         _CURRENCY,
         ("dcf_value_per_share", "value_per_share@.dcf.", "values@.sensitivity."),
     ),
+    Quantity(
+        "sector_value",
+        "sector-model value",
+        (
+            "excess-return value",
+            "excess-return (justified p/b) value",
+            "dividend-discount value",
+            "dividend-discount model gives",
+            "excess-return (justified p/b) model gives",
+            "value per share",
+        ),
+        _CURRENCY,
+        (
+            "dcf_value_per_share",
+            "value_per_share@.excess_return.",
+            "value_per_share@.dividend_discount.",
+            "value_per_share@.dcf.",
+            "values@.sensitivity.",
+            "value_per_share@.scenarios",
+            "implied_value_per_share",
+            "price_target",
+        ),
+    ),
+    Quantity(
+        "book_value_per_share",
+        "book value per share",
+        ("book value per share", "book value"),
+        _CURRENCY,
+        ("book_value_per_share",),
+    ),
+    Quantity("pb", "P/B", ("p/b", "price to book", "price-to-book", "book"), _MULTIPLE,
+             ("pb", "justified_pb", "current_pb", "median@.multiples", "low@.multiples", "high@.multiples",
+              "company_multiple")),
+    Quantity("justified_pb", "justified P/B", ("justified p/b", "justified"), _MULTIPLE, ("justified_pb",)),
+    Quantity(
+        "dividend_growth",
+        "dividend growth",
+        ("dividend growth", "dividend growth of"),
+        _PERCENT,
+        ("initial_growth@.dividend_discount.", "initial_growth@.scenarios", "sustainable_growth", "historical_growth",
+         "implied_dividend_growth", "terminal_growth"),
+    ),
+    Quantity("payout", "payout ratio", ("payout", "payout ratio", "dividend payout"), _PERCENT,
+             ("payout_ratio", "dividend_payout")),
+    Quantity("net_interest_income", "net interest income", ("net interest income", "nii"), _MONEY,
+             ("net_interest_income",), derived=False),
+    Quantity("provision", "provision for credit losses",
+             ("provision for credit losses", "provisions", "provision", "credit costs"), _MONEY,
+             ("provision_for_credit_losses",), derived=False),
+    Quantity("cet1", "CET1 ratio", ("cet1 ratio", "cet1", "common equity tier 1"), _PERCENT, ("cet1_ratio",),
+             derived=False),
+    Quantity("common_equity", "common equity", ("common equity",), _MONEY, ("common_equity", "book_value"),
+             derived=False),
+    Quantity("tangible_common_equity", "tangible common equity", ("tangible common equity",), _MONEY,
+             ("tangible_common_equity",), derived=False),
+    Quantity("equity_to_assets", "equity / assets", ("equity / assets", "equity to assets", "equity is"), _PERCENT,
+             ("equity_to_assets",)),
+    Quantity("pretax_margin", "pretax margin", ("pretax margin", "pre-tax margin"), _PERCENT, ("pretax_margin",)),
     Quantity(
         "comps_value",
         "comparables value",
@@ -249,7 +315,28 @@ QUANTITIES: tuple[Quantity, ...] = (
         "terminal value",
         ("terminal value", "pv of terminal value", "pv of the terminal value", "present value of the terminal value"),
         _MONEY,
-        ("terminal_value", "terminal_value_exit", "terminal_value_gordon", "pv_terminal_value"),
+        (
+            "terminal_value",
+            "terminal_value_exit",
+            "terminal_value_gordon",
+            "pv_terminal_value",
+            "terminal_value_per_share",
+            "pv_terminal_value_per_share",
+        ),
+    ),
+    Quantity(
+        "pv_dividends",
+        "present value of the explicit-period dividends",
+        ("pv of explicit-period dividends", "explicit-period dividends"),
+        _CURRENCY,
+        ("pv_dividends",),
+    ),
+    Quantity(
+        "projected_dividend",
+        "projected dividend",
+        ("dividend in the final explicit year", "final explicit-year dividend"),
+        _CURRENCY,
+        ("dividend",),
     ),
     Quantity(
         "pv_fcf",
@@ -274,10 +361,16 @@ QUANTITIES: tuple[Quantity, ...] = (
         "FCF margin",
         ("fcf margin", "free cash flow margin"),
         _PERCENT,
-        ("fcf_margin", "min_fcf_margin", "max_fcf_margin"),
+        ("fcf_margin", "min_fcf_margin", "max_fcf_margin", "implied_fcf_margin", "model_fcf_margin"),
     ),
     Quantity("roic", "ROIC", ("roic", "return on invested capital"), _PERCENT, ("roic",)),
-    Quantity("roe", "ROE", ("roe", "return on equity"), _PERCENT, ("roe",)),
+    Quantity(
+        "roe",
+        "ROE",
+        ("roe", "return on equity", "sustained roe"),
+        _PERCENT,
+        ("roe", "implied_roe", "roe_spread", "roe_gap"),
+    ),
     Quantity("roa", "ROA", ("roa", "return on assets"), _PERCENT, ("roa",)),
     Quantity(
         "revenue_growth",
@@ -294,7 +387,14 @@ QUANTITIES: tuple[Quantity, ...] = (
             "cagr",
         ),
         _PERCENT,
-        ("revenue_growth", "initial_growth", "initial_revenue_growth", "revenue_cagr"),
+        (
+            "revenue_growth",
+            "initial_growth",
+            "initial_revenue_growth",
+            "revenue_cagr",
+            "implied_initial_growth",
+            "model_initial_growth",
+        ),
     ),
     Quantity(
         "growth",
@@ -309,6 +409,14 @@ QUANTITIES: tuple[Quantity, ...] = (
             "eps_growth",
             "ebitda_growth",
             "terminal_growth",
+            "implied_initial_growth",
+            "model_initial_growth",
+            "implied_dividend_growth",
+            "nii_growth",
+            "growth",
+            "sustainable_growth",
+            "historical_growth",
+            "terminal_growth_values",
         ),
     ),
     Quantity("eps_growth", "EPS growth", ("eps growth", "earnings growth"), _PERCENT, ("eps_growth",)),
@@ -1309,12 +1417,25 @@ def _key_facts(
         if f.check.label in ("grounded", "derived_correct"):
             named.update(f.check.facts)
     result = []
-    for key in KEY_FACTS[family]:
+    # A bank, insurer, utility or REIT is valued with a sector model that discounts at the cost of equity: its
+    # key facts are the model's value and the cost of equity, in place of the DCF value and the WACC.
+    sector = next(
+        (m for m in ("excess_return", "dividend_discount") if f"analysis.{m}.value_per_share" in sheet.facts), None
+    )
+    keys = list(KEY_FACTS[family])
+    # (A utility's financial analysis still sets ROIC against the WACC; a lender's sets ROE against ke.)
+    if sector == "excess_return" or (sector is not None and family != "financial_analysis"):
+        keys = [("cost_of_equity" if k == "wacc" else k) for k in keys]
+        keys = [k for i, k in enumerate(keys) if k not in keys[:i]]
+    for key in keys:
         if key == "rating":
             if isinstance(engine_rating, str):
                 result.append(KeyFact(key, engine_rating in ratings, engine_rating.upper()))
             continue
-        fact = sheet.facts.get(KEY_FACT_SOURCES[key].format(fy=year))
+        source = KEY_FACT_SOURCES[key]
+        if sector is not None and key == "dcf_value":
+            source = f"analysis.{sector}.value_per_share"
+        fact = sheet.facts.get(source.format(fy=year))
         if fact is None:
             continue
         result.append(KeyFact(key, fact.name in named or _any_matches(found, fact), write_fact(fact)))

@@ -535,28 +535,48 @@ def _reasoning(r: _Report) -> Outcome:
 # ----------------------------------------------------------------------------------------- technical depth
 
 
+_INTRINSIC_FACTS = (
+    "analysis.dcf.value_per_share",
+    "analysis.excess_return.value_per_share",
+    "analysis.dividend_discount.value_per_share",
+)
+
+
+def _sector_model(r: _Report) -> bool:
+    """Whether the company is valued with a sector model (excess-return or dividend-discount), not a DCF."""
+    return r.has_fact(_INTRINSIC_FACTS[1]) or r.has_fact(_INTRINSIC_FACTS[2])
+
+
 def _dcf(r: _Report) -> Outcome:
-    if not r.has_fact("analysis.dcf.value_per_share"):
-        return "no DCF could be run for this company"
-    good = r.named("dcf_value") or r.matching("analysis.dcf.value_per_share", "analysis.target.dcf_value_per_share")
-    wrong = [f for f in r.named("dcf_value", good=False) if f.label not in _GOOD]
+    """The intrinsic value of the method the engine uses: the DCF, or for banks, insurers, utilities and REITs
+    the excess-return or dividend-discount value."""
+    present = [n for n in _INTRINSIC_FACTS if r.has_fact(n)]
+    if not present:
+        return "no DCF or sector-model value could be computed for this company"
+    names = ("dcf_value", "sector_value")
+    good = r.named(*names) or r.matching(*present, "analysis.target.dcf_value_per_share")
+    wrong = [f for f in r.named(*names, good=False) if f.label not in _GOOD]
+    label = "DCF" if present[0] == _INTRINSIC_FACTS[0] else "intrinsic"
     if wrong:
-        return 0.3, f"DCF values contradict the engine: {_raws(wrong)}"
+        return 0.3, f"{label} values contradict the engine: {_raws(wrong)}"
     if not good:
-        return 0.0, "no DCF value stated"
-    return 1.0, f"DCF value stated ({good[0].raw})"
+        return 0.0, f"no {label} value stated"
+    return 1.0, f"{label} value stated ({good[0].raw})"
 
 
 def _wacc(r: _Report) -> Outcome:
     if not r.has_fact("analysis.wacc.wacc"):
         return "the data has no WACC"
-    good = r.named("wacc")
-    wrong = [f for f in r.named("wacc", good=False) if f.label not in _GOOD]
+    # A sector model discounts at the cost of equity: stating it is stating the discount rate.
+    names = ("wacc", "cost_of_equity") if _sector_model(r) else ("wacc",)
+    good = r.named(*names)
+    wrong = [f for f in r.named(*names, good=False) if f.label not in _GOOD]
+    label = "discount rate" if _sector_model(r) else "WACC"
     if wrong:
-        return 0.3, f"WACC figures contradict the engine: {_raws(wrong)}"
+        return 0.3, f"{label} figures contradict the engine: {_raws(wrong)}"
     if not good:
-        return 0.0, "no WACC stated"
-    return 1.0, f"WACC stated ({good[0].raw})"
+        return 0.0, f"no {label} stated"
+    return 1.0, f"{label} stated ({good[0].raw})"
 
 
 def _terminal(r: _Report) -> Outcome:
@@ -599,7 +619,12 @@ def _comparables(r: _Report) -> Outcome:
 
 
 def _sensitivity(r: _Report) -> Outcome:
-    cells = r.matching(*[n for n in r.by_fact if n.startswith("analysis.dcf.sensitivity.values")])
+    grids = (
+        "analysis.dcf.sensitivity.values",
+        "analysis.excess_return.sensitivity.values",
+        "analysis.dividend_discount.sensitivity.values",
+    )
+    cells = r.matching(*[n for n in r.by_fact if n.startswith(grids)])
     bear = r.matching("analysis.scenarios[0].value_per_share")
     bull = r.matching("analysis.scenarios[2].value_per_share")
     has_grid = any(".sensitivity." in n for n in r.sheet.facts)
@@ -719,8 +744,8 @@ METHODOLOGY: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "valuation": (
         ("CAPM", r"\bcapm\b|cost of equity"),
-        ("terminal value method", r"gordon|perpetuity|terminal growth"),
-        ("blend", r"blend|\d+% dcf|weight"),
+        ("terminal value method", r"gordon|perpetuity|terminal growth|justified p/b|dividend-discount"),
+        ("blend", r"blend|\d+% dcf|\d+% excess-return|\d+% dividend-discount|weight"),
         ("peer median", r"peer median|peer-median"),
     ),
     "investment_thesis": (
@@ -825,7 +850,7 @@ SECTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "valuation": (
         ("sensitivity", r"sensitivit"),
         ("assumptions", r"assumption|input|driver"),
-        ("DCF", r"\bdcf\b|discounted cash flow|enterprise value|intrinsic"),
+        ("DCF", r"\bdcf\b|discounted cash flow|enterprise value|intrinsic|value per share"),
         ("comparables", r"compar|relative valuation|peer|multiple"),
         ("price target", r"target|valuation conclusion|rating"),
         ("summary", r"summary|bottom line|conclusion|overview|our view"),

@@ -51,9 +51,9 @@ class ReverseDCF(ResultModel):
         implied = []
         if self.implied_initial_growth is not None:
             implied.append(
-                f"first-year revenue growth of {self.implied_initial_growth:.1%} fading to {self.terminal_growth:.1%} "
-                f"over {number_word(self.projection_years)} years at a {self.model_fcf_margin:.1%} {self.margin_kind} (the DCF uses "
-                f"{self.model_initial_growth:.1%})"
+                f"first-year revenue growth of {self.implied_initial_growth:.1%} (the DCF uses "
+                f"{self.model_initial_growth:.1%}), fading to {self.terminal_growth:.1%} over "
+                f"{number_word(self.projection_years)} years at the DCF's {self.model_fcf_margin:.1%} {self.margin_kind}"
             )
         if self.implied_fcf_margin is not None:
             implied.append(
@@ -61,7 +61,7 @@ class ReverseDCF(ResultModel):
                 f"{self.implied_fcf_margin:.1%} on the DCF's growth path (the DCF uses "
                 f"{self.model_fcf_margin:.1%})"
             )
-        text = "Reverse DCF"
+        text = "Implied by the price (reverse DCF)"
         if implied:
             text += f": the ${self.price:,.2f} share price implies " + ", or ".join(implied)
             text += f", at a {self.wacc:.1%} WACC"

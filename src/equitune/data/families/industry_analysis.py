@@ -259,11 +259,12 @@ def _rank_phrase(rank: Rank, name: str, rng: random.Random) -> str:
     return pick(rng, options)
 
 
-def _versus(gap: float | None, fraction: bool = True) -> str:
-    """'above' / 'below' / 'in line with' for a company-minus-median gap (in line when it rounds to zero)."""
+def _versus(gap: float | None, fraction: bool = True, written: tuple[str, str] | None = None) -> str:
+    """'above' / 'below' / 'in line with' for a company-minus-median gap (in line when it rounds to zero, or
+    when the two figures, ``written`` as the text shows them, read the same)."""
     if gap is None:
         return "against"
-    if abs(gap) < (0.0005 if fraction else 0.005):
+    if abs(gap) < (0.0005 if fraction else 0.005) or (written is not None and written[0] == written[1]):
         return "in line with"
     return "above" if gap > 0 else "below"
 
@@ -406,7 +407,7 @@ def _growth_point(ctx: ExampleContext, rng: random.Random) -> str | None:
         return None
     text = (
         f"**Growth:** revenue growth of {pct(s.company.revenue_growth, signed=True)} is "
-        f"{_versus(s.revenue_growth_gap)} the peer median of "
+        f"{_versus(s.revenue_growth_gap, written=(pct(s.company.revenue_growth, signed=True), pct(s.peer_median.revenue_growth, signed=True)))} the peer median of "
         f"{pct(s.peer_median.revenue_growth, signed=True)} "
         f"({bp(s.revenue_growth_gap)}); {ctx.ticker} {_rank_phrase(rank, 'revenue_growth', rng)}"
     )
@@ -422,7 +423,7 @@ def _institution_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
     rank = _rank(ctx, "net_margin")
     if rank is not None and s.peer_median.net_margin is not None and s.net_margin_gap is not None:
         out.append(
-            f"**Profitability:** a net margin of {pct(s.company.net_margin)} sits {_versus(s.net_margin_gap)} the "
+            f"**Profitability:** a net margin of {pct(s.company.net_margin)} sits {_versus(s.net_margin_gap, written=(pct(s.company.net_margin), pct(s.peer_median.net_margin)))} the "
             f"peer median of {pct(s.peer_median.net_margin)} ({bp(s.net_margin_gap)}); {ctx.ticker} "
             f"{_rank_phrase(rank, 'net_margin', rng)}."
         )
@@ -448,7 +449,8 @@ def _margin_point(ctx: ExampleContext, rng: random.Random) -> str | None:
         return None
     text = (
         f"**Profitability:** an EBITDA margin of {pct(s.company.ebitda_margin)} sits "
-        f"{_versus(s.ebitda_margin_gap)} the peer median of {pct(s.peer_median.ebitda_margin)} "
+        f"{_versus(s.ebitda_margin_gap, written=(pct(s.company.ebitda_margin), pct(s.peer_median.ebitda_margin)))} "
+        f"the peer median of {pct(s.peer_median.ebitda_margin)} "
         f"({bp(s.ebitda_margin_gap)}), so {ctx.ticker} {_rank_phrase(rank, 'ebitda_margin', rng)}"
     )
     op_rank = _rank(ctx, "operating_margin")
@@ -526,7 +528,7 @@ def _valuation_section(ctx: ExampleContext, rng: random.Random) -> str:
         rank = _rank(ctx, name)
         if premium is None or own is None or median is None or rank is None:
             continue
-        word = {"above": "a premium", "below": "a discount", "in line with": "in line"}[_versus(premium, False)]
+        word = {"above": "a premium", "below": "a discount", "in line with": "in line"}[_versus(premium, False, (mult(own), mult(median)))]
         lines.append(
             f"**{INDUSTRY_LABELS[name]}:** {mult(own)} against a peer median of {mult(median)} "
             f"({pct(premium, signed=True)}, {word}); {rank_words(rank)} in the group."
