@@ -54,6 +54,7 @@ def test_generated_examples_are_clean(tmp_path: Path) -> None:
          "alone).", "single-source blend"),
         ("Net income rose to $93.7B from $97.0B in FY2023.", "direction"),
         ("The operating margin fell from 29.8% to 31.5% in FY2024.", "direction"),
+        ("The CET1 ratio of 11.8% (up from 11.9%) sets the buyback capacity.", "direction"),
         ("The implied return of -31.1% clears our Buy threshold, so we rate the shares.", "rating"),
         ("We rate AAPL **BUY** on these numbers.", "rating"),
         ("Our target uses a DCF value of -$35.25 per share.", "negative value"),

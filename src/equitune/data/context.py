@@ -81,6 +81,7 @@ def build_context(
         add_company(facts, peer, prefix=f"peer.{peer.ticker}", fields=PEER_FIELDS, years=1)
         add_model(facts, f"peer.{peer.ticker}.ratios", peer_ratios[peer.ticker])
     add_model(facts, "industry", industry)
+    facts.freeze()  # the sheet is complete: index it now, with the engine's work, not on the first figure check
     return ExampleContext(company, condition, analysis, base, estimates, peers, peer_ratios, facts, industry)
 
 

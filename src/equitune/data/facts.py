@@ -59,6 +59,11 @@ class FactSheet:
         self._index = None
         self._memo.clear()
 
+    def freeze(self) -> None:
+        """Build the matching index now (a later ``add`` still invalidates it)."""
+        if self._index is None:
+            self._index = self._build_index()
+
     def __contains__(self, name: object) -> bool:
         return name in self.facts
 

@@ -140,7 +140,7 @@ class EquityResearchTrainingDataGenerator:
                 f"generated {family.name} example for {ctx.ticker} ({ctx.condition.name}) has unsupported "
                 f"figures: {', '.join(f.raw for f in missing)}"
             )
-        problems = coherence_issues(response, data)
+        problems = coherence_issues(response, data, figures)
         if problems:
             raise DataError(
                 f"generated {family.name} example for {ctx.ticker} ({ctx.condition.name}) is incoherent: "

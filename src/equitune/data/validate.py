@@ -109,11 +109,12 @@ def example_issues(record: dict[str, str], sheet: FactSheet | None, line: int) -
                       f"data and the engine: {shown}")
             )
     given = figures_in(data)
-    outside = [f for f in figures_in(record["response"]) if not _given(given, f)]
+    response_figures = extract_figures(record["response"])
+    outside = [f for f in response_figures if f.kind != "count" and not _given(given, f)]
     if outside:
         shown = ", ".join(f.raw for f in outside[:10]) + (f" (+{len(outside) - 10} more)" if len(outside) > 10 else "")
         issues.append(Issue(line, "response", f"{len(outside)} figure(s) not given in the DATA block: {shown}"))
-    for problem in coherence_issues(record["response"], data):
+    for problem in coherence_issues(record["response"], data, response_figures):
         issues.append(Issue(line, "response", f"incoherent: {problem}"))
     return issues
 

@@ -63,8 +63,9 @@ class ReverseDCF(ResultModel):
             )
         text = "Implied by the price (reverse DCF)"
         if implied:
-            text += f": the ${self.price:,.2f} share price implies " + ", or ".join(implied)
-            text += f", at a {self.wacc:.1%} WACC"
+            # The discount rate first: a figure after a margin would read as that margin.
+            text += f": at the DCF's WACC of {self.wacc:.1%}, the ${self.price:,.2f} share price implies "
+            text += ", or ".join(implied)
         if self.notes:
             text += ("; " if implied else ": ") + "; ".join(self.notes)
         return text + "."
