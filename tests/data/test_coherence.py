@@ -40,8 +40,11 @@ def _validate(tmp_path: Path, records: list[dict[str, object]]) -> list[str]:
 
 
 def test_generated_examples_are_clean(tmp_path: Path) -> None:
-    records = [_record(*_example(t, f), ticker=t, family=f) for t in ("AAPL", "JPM", "NEE", "LLY") for f in (
-        "valuation", "investment_thesis", "executive_summary", "risk_assessment")]
+    records = [
+        _record(*_example(t, f), ticker=t, family=f)
+        for t in ("AAPL", "JPM", "NEE", "LLY")
+        for f in ("valuation", "investment_thesis", "executive_summary", "risk_assessment")
+    ]
     assert _validate(tmp_path, records) == []
 
 
@@ -50,8 +53,11 @@ def test_generated_examples_are_clean(tmp_path: Path) -> None:
     [
         ("The price target moves from $172.62 to $172.62 under this scenario.", "self-comparison"),
         ("At $99.24 the DCF value sits above the DCF value of $99.24 we set out.", "self-comparison"),
-        ("Our $245.99 target blends a DCF value of $99.24 with a comparables value of $245.99 (comparables value "
-         "alone).", "single-source blend"),
+        (
+            "Our $245.99 target blends a DCF value of $99.24 with a comparables value of $245.99 (comparables value "
+            "alone).",
+            "single-source blend",
+        ),
         ("Net income rose to $93.7B from $97.0B in FY2023.", "direction"),
         ("The operating margin fell from 29.8% to 31.5% in FY2024.", "direction"),
         ("The CET1 ratio of 11.8% (up from 11.9%) sets the buyback capacity.", "direction"),
@@ -81,8 +87,9 @@ def test_a_data_block_that_disagrees_with_the_record_is_reported(tmp_path: Path)
     tampered = prompt.replace("$250.42", "$152.55")
     issues = _validate(tmp_path, [_record(tampered, response)])
     assert any(i.startswith("line 1: prompt:") and "$152.55" in i for i in issues), issues
-    assert any(i.startswith("line 1: response:") and "not given in the DATA block" in i and "$250.42" in i
-               for i in issues), issues
+    assert any(
+        i.startswith("line 1: response:") and "not given in the DATA block" in i and "$250.42" in i for i in issues
+    ), issues
 
 
 def test_a_rating_against_the_stated_bands_is_reported() -> None:

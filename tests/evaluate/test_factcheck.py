@@ -324,7 +324,12 @@ def test_every_quantity_field_exists_in_the_engine_facts(source: ContextSource) 
     # A misspelt field in QUANTITIES would silently never match; every field must name facts of some context.
     names = set()
     for ticker, condition in (
-        ("AAPL", "recession"), ("ED", "base"), ("SBAC", "base"), ("LMT", "risk_off"), ("JPM", "base"), ("LLY", "base"),
+        ("AAPL", "recession"),
+        ("ED", "base"),
+        ("SBAC", "base"),
+        ("LMT", "risk_off"),
+        ("JPM", "base"),
+        ("LLY", "base"),
     ):
         names.update(re.sub(r"\[\d+\]", "", n) for n in source.get(ticker, condition).facts.facts)
     for quantity in QUANTITIES:

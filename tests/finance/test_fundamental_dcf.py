@@ -4,6 +4,7 @@ by hand (each step in the comments), the rules that bound their inputs, and prop
 from __future__ import annotations
 
 import pytest
+from tests.finance.finance_factories import make_company, simple_inputs
 
 from equitune.errors import FinanceError
 from equitune.finance import ValuationAssumptions
@@ -22,7 +23,6 @@ from equitune.finance.sector_models import (
     implied_expectation,
     intrinsic_method,
 )
-from tests.finance.finance_factories import make_company, simple_inputs
 
 
 def _fundamental(**changes: object):  # type: ignore[no-untyped-def]
@@ -121,9 +121,17 @@ def test_reverse_dcf_under_the_fundamental_model_reprices() -> None:
 
 
 _BANK_YEAR = {
-    "gross_profit": None, "ebitda": None, "capex": None, "operating_cash_flow": None, "free_cash_flow": None,
-    "net_income": 150.0, "total_equity": 1000.0, "common_equity": 1000.0, "net_interest_income": 300.0,
-    "provision_for_credit_losses": 20.0, "cet1_ratio": 0.12,
+    "gross_profit": None,
+    "ebitda": None,
+    "capex": None,
+    "operating_cash_flow": None,
+    "free_cash_flow": None,
+    "net_income": 150.0,
+    "total_equity": 1000.0,
+    "common_equity": 1000.0,
+    "net_interest_income": 300.0,
+    "provision_for_credit_losses": 20.0,
+    "cet1_ratio": 0.12,
 }
 
 
@@ -138,13 +146,18 @@ def test_excess_return_worked_example() -> None:
     assert result.excess_return == pytest.approx(60.0)
     assert result.value_per_share == pytest.approx(2000 / shares)
     # The ROE the price needs: g + P/B x (ke - g).
-    roe, text = implied_expectation(bank, 0.09, ValuationAssumptions(terminal_growth=0.03), result, None, bank.price or 0)
+    roe, text = implied_expectation(
+        bank, 0.09, ValuationAssumptions(terminal_growth=0.03), result, None, bank.price or 0
+    )
     assert roe == pytest.approx(0.03 + result.current_pb * 0.06)
     assert text is not None and f"{roe:.1%}" in text
     # A bank earning less than its growth has no positive value: not meaningful, with the reason.
     weak = {**_BANK_YEAR, "net_income": 20.0}
-    poor = excess_return_value(make_company(sub_industry="Regional Banks", latest=weak, prior=weak), 0.09,
-                               ValuationAssumptions(terminal_growth=0.03))
+    poor = excess_return_value(
+        make_company(sub_industry="Regional Banks", latest=weak, prior=weak),
+        0.09,
+        ValuationAssumptions(terminal_growth=0.03),
+    )
     assert not poor.meaningful and "does not exceed growth" in poor.issues[0]
 
 
@@ -157,7 +170,9 @@ def test_dividend_discount_worked_examples() -> None:
     assert intrinsic_method(flat)[0] == "ddm"
     assert dividend_discount_value(flat, 0.08, a).value_per_share == pytest.approx(1.03 / 0.05)
     # Dividends grew 10%: growth 10% in year 1, 3% in year 2, then Gordon on D3.
-    grown = make_company(sector="Utilities", diluted_shares=100.0, latest=year, prior={**year, "dividends_per_share": 1 / 1.1})
+    grown = make_company(
+        sector="Utilities", diluted_shares=100.0, latest=year, prior={**year, "dividends_per_share": 1 / 1.1}
+    )
     result = dividend_discount_value(grown, 0.08, a)
     d1, d2 = 1.1, 1.1 * 1.03
     assert result.initial_growth == pytest.approx(0.10)

@@ -43,7 +43,10 @@ def test_the_three_year_worked_example_comes_back() -> None:
     assert implied.implied_fcf_margin == pytest.approx(0.10, abs=1e-9)
     assert implied.notes == []
     text = implied.statement()
-    assert "$11.75 share price implies first-year revenue growth of 10.0% (the DCF uses 10.0%), fading to 2.0% over three years" in text
+    assert (
+        "$11.75 share price implies first-year revenue growth of 10.0% (the DCF uses 10.0%), fading to 2.0% over "
+        "three years" in text
+    )
     assert "or an FCF margin of 10.0%" in text and "at the DCF's WACC of 10.0%, the $11.75 share price implies" in text
 
 
@@ -74,7 +77,9 @@ def test_missing_answers_say_why() -> None:
     assert losing.implied_fcf_margin is not None  # a margin still answers
     dear = reverse_dcf(simple_inputs(), 100_000.0)
     assert dear.implied_initial_growth is None and dear.implied_fcf_margin is None
-    assert dear.notes[0].startswith("the price is above every DCF value that any first-year growth from a fall of nine tenths")
+    assert dear.notes[0].startswith(
+        "the price is above every DCF value that any first-year growth from a fall of nine tenths"
+    )
     assert dear.statement().startswith("Implied by the price (reverse DCF): the price is above")
     assert reverse_dcf(simple_inputs(), 0.0).notes == ["price 0.00 is not positive"]
 
@@ -101,4 +106,7 @@ def test_every_embedded_company_gets_a_reverse_dcf_that_reprices_it() -> None:
             assert value == pytest.approx(implied.price, rel=1e-6)
         else:
             assert implied.notes, company.ticker
-    assert answered >= sum(1 for c in universe if c.institution is None and c.sector not in ("Utilities", "Real Estate")) * 0.8
+    assert (
+        answered
+        >= sum(1 for c in universe if c.institution is None and c.sector not in ("Utilities", "Real Estate")) * 0.8
+    )

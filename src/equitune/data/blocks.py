@@ -154,8 +154,10 @@ def dcf_line(ctx: ExampleContext) -> str:
         m = an.dividend_discount
         return (
             f"Method: dividend-discount, {an.method_reason}. Dividend per share {price(m.dividend)}, payout "
-            f"{pct(m.payout_ratio)}, growth {pct(m.initial_growth)} for {an.assumptions.high_growth_years} years fading to "
-            f"{pct(m.terminal_growth)} by year {an.assumptions.explicit_years}, cost of equity {pct(m.cost_of_equity)}, "
+            f"{pct(m.payout_ratio)}, growth {pct(m.initial_growth)} for {an.assumptions.high_growth_years} years "
+            "fading to "
+            f"{pct(m.terminal_growth)} by year {an.assumptions.explicit_years}, cost of equity "
+            f"{pct(m.cost_of_equity)}, "
             f"final explicit-year dividend {price(m.projection[-1].dividend)}, PV of explicit-period dividends "
             f"{price(m.pv_dividends)}, PV of terminal value {price(m.pv_terminal_value_per_share)}, "
             f"value per share {price(m.value_per_share) if m.meaningful else 'excluded (not positive)'}"
@@ -261,7 +263,8 @@ def scenarios_line(ctx: ExampleContext) -> str:
         if s.rate_kind == "cost_of_equity":
             growth = f"dividend growth {pct(s.initial_growth)}, " if s.initial_growth is not None else ""
             parts.append(
-                f"{s.name} {price(s.value_per_share)} ({pct(s.upside, signed=True)}; {growth}cost of equity {pct(s.wacc)})"
+                f"{s.name} {price(s.value_per_share)} ({pct(s.upside, signed=True)}; {growth}cost of equity "
+                f"{pct(s.wacc)})"
             )
             continue
         parts.append(
@@ -311,6 +314,7 @@ def condition_line(ctx: ExampleContext) -> str | None:
         return None
     cond, base, now = ctx.condition, ctx.base, ctx.analysis
     shifts = condition_shifts(ctx)
+
     def rates(a: CompanyAnalysis) -> str:
         text = f"WACC {pct(a.wacc.wacc)}"
         if a.method != "dcf":

@@ -38,7 +38,10 @@ class Incoherence(NamedTuple):
         return f"line {self.line} of the response: {self.rule}: {self.message}"
 
 
-_FIG = r"[-−+]?\s?(?:US)?\$\s?\(?[\d.,]+\)?(?:\s?(?:[kKmMbBtT]|bn|tn|mn|million|billion|trillion)\b)?|[-−+(]?[\d.,]+\)?\s?(?:%|x|×| bp)"
+_FIG = (
+    r"[-−+]?\s?(?:US)?\$\s?\(?[\d.,]+\)?(?:\s?(?:[kKmMbBtT]|bn|tn|mn|million|billion|trillion)\b)?"
+    r"|[-−+(]?[\d.,]+\)?\s?(?:%|x|×| bp)"
+)
 _FROM_TO = re.compile(rf"\bfrom (?P<a>{_FIG}) to (?P<b>{_FIG})")
 _FIG_RE = re.compile(_FIG)
 _COMPARE_WORD = re.compile(r"\b(?:above|below|higher than|lower than|a premium to|a discount to|exceeds|short of)\b")
@@ -127,7 +130,11 @@ def coherence_issues(text: str, data: str = "", figures: list[Figure] | None = N
     def add(position: int, rule: str, message: str) -> None:
         out.append(Incoherence(line_of(position), rule, message))
 
-    figs = [f for f in (figures if figures is not None else extract_figures(text)) if f.kind not in ("count", "year", "date")]
+    figs = [
+        f
+        for f in (figures if figures is not None else extract_figures(text))
+        if f.kind not in ("count", "year", "date")
+    ]
     for first, second in zip(figs, figs[1:], strict=False):
         if second.start - first.end > 60 or first.kind != second.kind:
             continue
@@ -135,7 +142,11 @@ def coherence_issues(text: str, data: str = "", figures: list[Figure] | None = N
         if gap == " to ":
             if text.endswith("from ", 0, first.start):
                 if first.value == second.value and first.raw.strip() == second.raw.strip():
-                    add(first.start, "self-comparison", f"moves a value to itself: from {first.raw.strip()} to {second.raw.strip()}")
+                    add(
+                        first.start,
+                        "self-comparison",
+                        f"moves a value to itself: from {first.raw.strip()} to {second.raw.strip()}",
+                    )
                 _direction(text, first.start - 5, second, first, add)
         elif gap == " from ":
             if text.endswith("to ", 0, first.start):
@@ -146,14 +157,22 @@ def coherence_issues(text: str, data: str = "", figures: list[Figure] | None = N
             if _UP_DOWN_GAP.search(gap) and _CLAUSE_BREAK.search(gap) is None:
                 up = gap.endswith("up from ")
                 if first.value != second.value and (first.value > second.value) != up:
-                    add(first.start, "direction", f"{first.raw.strip()} is {'up' if up else 'down'} from {second.raw.strip()}")
+                    add(
+                        first.start,
+                        "direction",
+                        f"{first.raw.strip()} is {'up' if up else 'down'} from {second.raw.strip()}",
+                    )
         elif (
             first.value == second.value
             and first.raw.strip() == second.raw.strip()
             and _COMPARE_WORD.search(gap)
             and _CLAUSE_BREAK.search(gap) is None
         ):
-            add(first.start, "self-comparison", f"compares a value with itself: {first.raw.strip()}{gap}{second.raw.strip()}")
+            add(
+                first.start,
+                "self-comparison",
+                f"compares a value with itself: {first.raw.strip()}{gap}{second.raw.strip()}",
+            )
     for f in figs:
         if f.kind == "currency" and f.value < 0 and _NEGATIVE_CONTEXT.search(text, max(0, f.start - 60), f.start):
             add(f.start, "negative value", f"a negative per-share value used as a valuation input: {f.raw.strip()}")

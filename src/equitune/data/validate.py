@@ -105,8 +105,12 @@ def example_issues(record: dict[str, str], sheet: FactSheet | None, line: int) -
         if wrong:
             shown = ", ".join(f.raw for f in wrong[:10]) + (f" (+{len(wrong) - 10} more)" if len(wrong) > 10 else "")
             issues.append(
-                Issue(line, "prompt", f"{len(wrong)} DATA block figure(s) disagree with {record.get('ticker')}'s "
-                      f"data and the engine: {shown}")
+                Issue(
+                    line,
+                    "prompt",
+                    f"{len(wrong)} DATA block figure(s) disagree with {record.get('ticker')}'s "
+                    f"data and the engine: {shown}",
+                )
             )
     given = figures_in(data)
     response_figures = extract_figures(record["response"])

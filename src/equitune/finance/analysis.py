@@ -36,7 +36,6 @@ from equitune.finance.target import PriceTarget, Rating, Scenario, price_target,
 from equitune.finance.wacc import WACCResult, compute_wacc
 from equitune.market.models import Company
 
-
 # A target below half or above twice the price is reported with a warning: it says more about the assumptions
 # (a CAPM WACC from a very low or high beta, peers from a mixed sector) than about the company.
 _FAR_BELOW, _FAR_ABOVE = 0.5, 2.0
@@ -60,7 +59,9 @@ class CompanyAnalysis(ResultModel):
     wacc: WACCResult
     method: IntrinsicMethod = Field(default="dcf", description="Intrinsic method used: 'dcf', 'excess_return', 'ddm'.")
     method_reason: str = Field(default="", description="Why this method suits the company, in words.")
-    dcf: DCFResult | None = Field(description="DCF with sensitivity table (None when it cannot run or is not the method).")
+    dcf: DCFResult | None = Field(
+        description="DCF with sensitivity table (None when it cannot run or is not the method)."
+    )
     dcf_error: str | None = Field(description="Why there is no DCF, when there is none.")
     excess_return: ExcessReturnValuation | None = Field(default=None, description="Banks and insurers' valuation.")
     dividend_discount: DividendDiscountValuation | None = Field(default=None, description="Utilities and REITs'.")
@@ -152,7 +153,12 @@ def analyze_company(
     if method == "dcf":
         try:
             inputs = dcf_inputs(
-                company, wacc.wacc, a, comps.summary("ev_ebitda").median, wacc.tax_rate, _peer_sales_to_capital(comps, universe)
+                company,
+                wacc.wacc,
+                a,
+                comps.summary("ev_ebitda").median,
+                wacc.tax_rate,
+                _peer_sales_to_capital(comps, universe),
             )
             dcf = run_dcf(inputs)
             table = sensitivity_table(inputs, a.sensitivity_wacc_step, a.sensitivity_growth_step, a.sensitivity_steps)
@@ -164,8 +170,12 @@ def analyze_company(
             warnings.extend(f"DCF: {issue}" for issue in dcf.issues)
         implied = reverse_dcf(inputs, market.price) if inputs is not None and dcf is not None else None
         implied_text = implied.statement() if implied is not None else None
-        intrinsic = ("dcf", dcf.value_per_share if dcf else None, dcf is not None and dcf.meaningful,
-                     list(dcf.issues) if dcf else [dcf_error or "the DCF could not run"])
+        intrinsic = (
+            "dcf",
+            dcf.value_per_share if dcf else None,
+            dcf is not None and dcf.meaningful,
+            list(dcf.issues) if dcf else [dcf_error or "the DCF could not run"],
+        )
     else:
         dcf_error = f"not used: {company.name} is {method_reason}"
         try:
@@ -176,7 +186,9 @@ def analyze_company(
             else:
                 ddm = dividend_discount_value(company, wacc.cost_of_equity, a).model_copy(update={"sensitivity": table})
                 value, ok, reasons = ddm.value_per_share, ddm.meaningful, ddm.issues
-            implied_value, implied_text = implied_expectation(company, wacc.cost_of_equity, a, excess, ddm, market.price)
+            implied_value, implied_text = implied_expectation(
+                company, wacc.cost_of_equity, a, excess, ddm, market.price
+            )
             if excess is not None:
                 excess = excess.model_copy(update={"implied_roe": implied_value})
             if ddm is not None:

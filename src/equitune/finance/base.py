@@ -73,8 +73,24 @@ def quartiles(values: Sequence[float]) -> tuple[float, float, float]:
     return quantile(ordered, 0.25), quantile(ordered, 0.5), quantile(ordered, 0.75)
 
 
-_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                 "twelve", "thirteen", "fourteen", "fifteen")
+_NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+)
 
 
 def number_word(n: int) -> str:

@@ -102,10 +102,14 @@ class DCFInputs(ResultModel):
     # ---- the fundamental model's inputs (None in the five-year model)
     operating_margin: float | None = Field(default=None, description="Latest year's operating income / revenue.")
     target_operating_margin: float | None = Field(default=None, description="Operating margin reached in year N.")
-    target_margin_source: TargetMarginSource | None = Field(default=None, description="Where the long-run margin comes from.")
+    target_margin_source: TargetMarginSource | None = Field(
+        default=None, description="Where the long-run margin comes from."
+    )
     invested_capital: float | None = Field(default=None, description="Equity + debt - cash, latest year, millions.")
     sales_to_capital: float | None = Field(default=None, description="Revenue per unit of invested capital.")
-    sales_to_capital_source: CapitalSource | None = Field(default=None, description="Where sales-to-capital comes from.")
+    sales_to_capital_source: CapitalSource | None = Field(
+        default=None, description="Where sales-to-capital comes from."
+    )
     base_roic: float | None = Field(default=None, description="NOPAT / invested capital, latest year.")
     reinvestment_rate: float | None = Field(default=None, description="(NOPAT - unlevered FCF) / NOPAT, history.")
     fundamental_growth: float | None = Field(default=None, description="reinvestment_rate x base_roic.")
@@ -411,7 +415,9 @@ def _fundamental_inputs(
             f"{company.ticker}: invested capital (equity + debt - cash) is not positive and no peer sales-to-capital "
             "is available, so the cost of growth cannot be measured"
         )
-    notes.append(f"sales-to-capital {ratio:.2f} ({source}): each extra dollar of revenue needs {1 / ratio:.2f} of capital")
+    notes.append(
+        f"sales-to-capital {ratio:.2f} ({source}): each extra dollar of revenue needs {1 / ratio:.2f} of capital"
+    )
 
     nopat0 = fy.operating_income * (1.0 - tax)
     roic = positive_div(nopat0, capital) if capital is not None and capital > 0 else None

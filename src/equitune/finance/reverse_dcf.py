@@ -53,7 +53,8 @@ class ReverseDCF(ResultModel):
             implied.append(
                 f"first-year revenue growth of {self.implied_initial_growth:.1%} (the DCF uses "
                 f"{self.model_initial_growth:.1%}), fading to {self.terminal_growth:.1%} over "
-                f"{number_word(self.projection_years)} years at the DCF's {self.model_fcf_margin:.1%} {self.margin_kind}"
+                f"{number_word(self.projection_years)} years at the DCF's {self.model_fcf_margin:.1%} "
+                f"{self.margin_kind}"
             )
         if self.implied_fcf_margin is not None:
             implied.append(
@@ -129,7 +130,8 @@ def reverse_dcf(inputs: DCFInputs, price: float) -> ReverseDCF:
     elif not grows:
         if fundamental and lever > 0:
             notes.append(
-                f"at a {lever:.1%} operating margin and {inputs.sales_to_capital or 0:.2f} sales-to-capital new revenue "
+                f"at a {lever:.1%} operating margin and {inputs.sales_to_capital or 0:.2f} sales-to-capital new "
+                "revenue "
                 f"earns less than the {inputs.wacc:.1%} WACC, so more growth lowers the value"
             )
         else:
@@ -141,7 +143,8 @@ def reverse_dcf(inputs: DCFInputs, price: float) -> ReverseDCF:
             side = "above" if price > high else "below"
             # The bracket and its values are search settings, not figures of the company: said in words.
             notes.append(
-                f"the price is {side} every DCF value that any first-year growth from a fall of nine tenths to a sixfold "
+                f"the price is {side} every DCF value that any first-year growth from a fall of nine tenths to a "
+                "sixfold "
                 "rise gives"
             )
     margin: float | None = None

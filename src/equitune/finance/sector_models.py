@@ -47,13 +47,23 @@ METHOD_LABELS: dict[str, str] = {
 def intrinsic_method(company: Company) -> tuple[IntrinsicMethod, str]:
     """The intrinsic valuation method suited to ``company`` and why, in words."""
     if company.institution == "bank":
-        return "excess_return", "a bank, whose deposits and debt are its raw material, so it is valued on book value against ROE"
+        return (
+            "excess_return",
+            "a bank, whose deposits and debt are its raw material, so it is valued on book value against ROE",
+        )
     if company.institution == "insurer":
-        return "excess_return", "an insurer, whose float and investments are operating assets, so it is valued on book value against ROE"
+        return (
+            "excess_return",
+            "an insurer, whose float and investments are operating assets, so it is valued on book value against ROE",
+        )
     if company.sector == "Utilities":
         return "ddm", "a regulated utility, whose dividend, paid out of an allowed return, is the owner's cash flow"
     if company.sector == "Real Estate":
-        return "ddm", "a REIT, which must distribute most of its income, so the dividend is the owner's cash flow (FFO is not in the record)"
+        return (
+            "ddm",
+            "a REIT, which must distribute most of its income, so the dividend is the owner's cash flow (FFO is not "
+            "in the record)",
+        )
     return "dcf", "free cash flow describes the business, so it is valued with a DCF"
 
 

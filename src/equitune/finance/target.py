@@ -150,9 +150,12 @@ def price_target(
     is excluded with its reason (see the module docstring)."""
     a = assumptions or ValuationAssumptions()
     if intrinsic is None:
+        method_name: IntrinsicMethod = "dcf"
+        raw_value = dcf.value_per_share if dcf is not None else None
+        ok = dcf is not None and dcf.meaningful
         reasons = list(dcf.issues) if dcf is not None else ["the DCF could not run"]
-        intrinsic = ("dcf", dcf.value_per_share if dcf is not None else None, dcf is not None and dcf.meaningful, reasons)
-    method_name, raw_value, ok, reasons = intrinsic
+    else:
+        method_name, raw_value, ok, reasons = intrinsic
     # The reason is stated without the excluded figures: a value that is not meaningful is never printed.
     reasons = [re.sub(r" -?\$?[\d,]+(?:\.\d+)?%?(?= is not positive)", "", r) for r in reasons]
     label = METHOD_LABELS[method_name]
@@ -296,7 +299,9 @@ def run_scenarios(
 ) -> list[Scenario]:
     """Bear, base and bull scenarios (in that order); the base scenario reproduces the price target."""
     a = assumptions or ValuationAssumptions()
-    return [
-        run_scenario(n, shift, inputs, comps, price, a, intrinsic_at, label)
-        for n, shift in (("bear", a.bear), ("base", ScenarioShift()), ("bull", a.bull))
-    ]
+    cases: tuple[tuple[ScenarioName, ScenarioShift], ...] = (
+        ("bear", a.bear),
+        ("base", ScenarioShift()),
+        ("bull", a.bull),
+    )
+    return [run_scenario(n, shift, inputs, comps, price, a, intrinsic_at, label) for n, shift in cases]

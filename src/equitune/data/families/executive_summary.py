@@ -54,7 +54,6 @@ def _estimates_table(ctx: ExampleContext) -> str:
 
 def _key_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
     a, fy, r = ctx.analysis, ctx.company.latest, ctx.analysis.ratios
-    t = a.target
     growth_verb = "grew" if (r.revenue_growth or 0) >= 0 else "declined"
     if ctx.company.institution is not None:
         points = [
@@ -79,7 +78,7 @@ def _key_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
         ]
     points.append(_valuation_point(ctx))
     if a.implied:
-        points.append(f"**What the price implies:** {a.implied[a.implied.find(':') + 2:]}")
+        points.append(f"**What the price implies:** {a.implied[a.implied.find(':') + 2 :]}")
     bear = next((s for s in a.scenarios if s.name == "bear"), None)
     bull = next((s for s in a.scenarios if s.name == "bull"), None)
     if bear and bull and bear.value_per_share is not None and bull.value_per_share is not None:
@@ -128,8 +127,7 @@ def _condition_paragraph(ctx: ExampleContext) -> str | None:
     else:
         target = f"the price target {'falls' if nt < bt else 'rises'} from {price(bt)} to {price(nt)}"
     return (
-        f"**{ctx.condition.title}:** {rate} and {target}, which gives a {rating_word(ctx)} rating under this "
-        "scenario."
+        f"**{ctx.condition.title}:** {rate} and {target}, which gives a {rating_word(ctx)} rating under this scenario."
     )
 
 

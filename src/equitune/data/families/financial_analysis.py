@@ -651,9 +651,7 @@ def _institution_sections(ctx: ExampleContext, rng: random.Random) -> dict[str, 
     if r.revenue_growth is not None:
         eps = f", EPS {_signed(r.eps_growth)}" if r.eps_growth is not None else ""
         takeaways.append(f"**Growth:** revenue {_signed(r.revenue_growth)}{eps}.")
-    profitability = [
-        f"FY{fy.fiscal_year} pretax margin was {pct(r.pretax_margin)} and net margin {pct(r.net_margin)}."
-    ]
+    profitability = [f"FY{fy.fiscal_year} pretax margin was {pct(r.pretax_margin)} and net margin {pct(r.net_margin)}."]
     if bank and r.nii_share is not None:
         profitability.append(
             f"Net interest income of {money(fy.net_interest_income)} is {pct(r.nii_share)} of revenue"
@@ -669,8 +667,7 @@ def _institution_sections(ctx: ExampleContext, rng: random.Random) -> dict[str, 
     returns = [
         f"ROE was {pct(r.roe)} against a {pct(ke)} cost of equity: "
         + (
-            "each dollar of book value earns more than shareholders require, which is what a price above book "
-            "rests on."
+            "each dollar of book value earns more than shareholders require, which is what a price above book rests on."
             if _roe_vs_ke(ctx) == "above the cost of equity"
             else "the return does not cover what shareholders require, which argues for a price below book."
             if _roe_vs_ke(ctx) == "below the cost of equity"
@@ -695,7 +692,8 @@ def _institution_sections(ctx: ExampleContext, rng: random.Random) -> dict[str, 
                 else ", unchanged on the year"
             )
         leverage.append(
-            f"The CET1 ratio of {pct(fy.cet1_ratio)}{move + ',' if move else ''} is the capital regulators measure; the surplus over "
+            f"The CET1 ratio of {pct(fy.cet1_ratio)}{move + ',' if move else ''} is the capital regulators measure; "
+            "the surplus over "
             "the requirement is what can go to buybacks."
         )
     cash = [
@@ -704,22 +702,31 @@ def _institution_sections(ctx: ExampleContext, rng: random.Random) -> dict[str, 
     ]
     if bank and r.provision_to_nii is not None:
         cash.append(
-            f"The provision for credit losses of {money(fy.provision_for_credit_losses)} takes {pct(r.provision_to_nii)} "
+            f"The provision for credit losses of {money(fy.provision_for_credit_losses)} takes "
+            f"{pct(r.provision_to_nii)} "
             "of net interest income."
         )
     if prior is not None and fy.dividends_per_share is not None and prior.dividends_per_share is not None:
         d = _direction(fy.dividends_per_share, prior.dividends_per_share, price)
         cash.append(
-            f"The dividend was {'raised to' if d > 0 else 'cut to' if d < 0 else 'held at'} {price(fy.dividends_per_share)} "
+            f"The dividend was {'raised to' if d > 0 else 'cut to' if d < 0 else 'held at'} "
+            f"{price(fy.dividends_per_share)} "
             f"per share (FY{prior.fiscal_year}: {price(prior.dividends_per_share)}), a payout of "
             f"{pct(r.dividend_payout)} of EPS."
         )
-    return {"takeaways": takeaways, "profitability": profitability, "returns": returns, "leverage": leverage, "cash": cash}
+    return {
+        "takeaways": takeaways,
+        "profitability": profitability,
+        "returns": returns,
+        "leverage": leverage,
+        "cash": cash,
+    }
 
 
 def _institution_verdict(ctx: ExampleContext) -> str:
     r, fy, ke = ctx.analysis.ratios, ctx.company.latest, ctx.analysis.wacc.cost_of_equity
-    strengths, watch = [], []
+    strengths: list[str] = []
+    watch: list[str] = []
     if r.roe is not None:
         (strengths if _direction(r.roe, ke, pct) > 0 else watch).append("returns on equity")
     if fy.cet1_ratio is not None:
@@ -740,7 +747,7 @@ def _institution_verdict(ctx: ExampleContext) -> str:
 
 
 def _institution_ratio_table(ctx: ExampleContext, rng: random.Random) -> str:
-    r, fy, ke = ctx.analysis.ratios, ctx.company.latest, ctx.analysis.wacc.cost_of_equity
+    r, fy = ctx.analysis.ratios, ctx.company.latest
     rows = [
         ("Pretax margin", pct(r.pretax_margin), _margin_label(r.pretax_margin)),
         ("Net margin", pct(r.net_margin), _margin_label(r.net_margin)),

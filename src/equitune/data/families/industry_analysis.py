@@ -13,9 +13,8 @@ from equitune.data.blocks import (
     INDUSTRY_LABELS,
     INSTITUTION_COLUMNS,
     bp,
-    discount_rate,
-    target_move,
     count_word,
+    discount_rate,
     industry_cell,
     industry_peers,
     money,
@@ -25,6 +24,7 @@ from equitune.data.blocks import (
     rank_superlative,
     rank_words,
     rating_word,
+    target_move,
 )
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick, shuffled
@@ -303,8 +303,7 @@ def _peers_section(ctx: ExampleContext, rng: random.Random) -> str:
             [
                 f"the other banks and insurers covered, because too few {c.sub_industry} companies are; read the "
                 "ranks as positioning among lenders and underwriters rather than head-to-head share",
-                f"the lenders and underwriters covered (the {c.sub_industry} sub-industry is too thin to stand "
-                "alone)",
+                f"the lenders and underwriters covered (the {c.sub_industry} sub-industry is too thin to stand alone)",
             ],
         )
     else:
@@ -405,9 +404,10 @@ def _growth_point(ctx: ExampleContext, rng: random.Random) -> str | None:
     s, rank = ctx.industry, _rank(ctx, "revenue_growth")
     if rank is None or s.peer_median.revenue_growth is None or s.revenue_growth_gap is None:
         return None
+    written = (pct(s.company.revenue_growth, signed=True), pct(s.peer_median.revenue_growth, signed=True))
     text = (
         f"**Growth:** revenue growth of {pct(s.company.revenue_growth, signed=True)} is "
-        f"{_versus(s.revenue_growth_gap, written=(pct(s.company.revenue_growth, signed=True), pct(s.peer_median.revenue_growth, signed=True)))} the peer median of "
+        f"{_versus(s.revenue_growth_gap, written=written)} the peer median of "
         f"{pct(s.peer_median.revenue_growth, signed=True)} "
         f"({bp(s.revenue_growth_gap)}); {ctx.ticker} {_rank_phrase(rank, 'revenue_growth', rng)}"
     )
@@ -423,7 +423,8 @@ def _institution_points(ctx: ExampleContext, rng: random.Random) -> list[str]:
     rank = _rank(ctx, "net_margin")
     if rank is not None and s.peer_median.net_margin is not None and s.net_margin_gap is not None:
         out.append(
-            f"**Profitability:** a net margin of {pct(s.company.net_margin)} sits {_versus(s.net_margin_gap, written=(pct(s.company.net_margin), pct(s.peer_median.net_margin)))} the "
+            f"**Profitability:** a net margin of {pct(s.company.net_margin)} sits "
+            f"{_versus(s.net_margin_gap, written=(pct(s.company.net_margin), pct(s.peer_median.net_margin)))} the "
             f"peer median of {pct(s.peer_median.net_margin)} ({bp(s.net_margin_gap)}); {ctx.ticker} "
             f"{_rank_phrase(rank, 'net_margin', rng)}."
         )
@@ -528,7 +529,9 @@ def _valuation_section(ctx: ExampleContext, rng: random.Random) -> str:
         rank = _rank(ctx, name)
         if premium is None or own is None or median is None or rank is None:
             continue
-        word = {"above": "a premium", "below": "a discount", "in line with": "in line"}[_versus(premium, False, (mult(own), mult(median)))]
+        word = {"above": "a premium", "below": "a discount", "in line with": "in line"}[
+            _versus(premium, False, (mult(own), mult(median)))
+        ]
         lines.append(
             f"**{INDUSTRY_LABELS[name]}:** {mult(own)} against a peer median of {mult(median)} "
             f"({pct(premium, signed=True)}, {word}); {rank_words(rank)} in the group."

@@ -118,7 +118,8 @@ def _shifts(s: Scenario, base: Scenario) -> list[str]:
         )
     if s.wacc is not None and base.wacc is not None:
         out.append(
-            f"a {_vs(s.wacc, base.wacc, 'higher', 'lower', 'unchanged')} {rate} of {pct(s.wacc)} (base {pct(base.wacc)})"
+            f"a {_vs(s.wacc, base.wacc, 'higher', 'lower', 'unchanged')} {rate} of {pct(s.wacc)} (base "
+            f"{pct(base.wacc)})"
         )
     if s.shift.exit_multiple and s.rate_kind == "wacc":
         out.append(f"a {'higher' if s.shift.exit_multiple > 0 else 'lower'} peer EV/EBITDA multiple")
@@ -383,7 +384,11 @@ def _bank_catalysts(ctx: ExampleContext) -> list[str]:
         trend = "rose" if prov > old_prov else "fell"
         out.append(
             f"**Credit costs:** the provision for credit losses {trend} to {money(prov)} from {money(old_prov)}; "
-            + ("stabilising charge-offs would release earnings." if prov > old_prov else "a benign credit cycle is already helping earnings.")
+            + (
+                "stabilising charge-offs would release earnings."
+                if prov > old_prov
+                else "a benign credit cycle is already helping earnings."
+            )
         )
     cet1, old_cet1 = fy.cet1_ratio, prior.cet1_ratio
     if cet1 is not None and old_cet1 is not None:

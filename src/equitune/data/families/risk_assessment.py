@@ -594,7 +594,11 @@ def _institution_risks(ctx: ExampleContext) -> list[str]:
             f"Capital: a CET1 ratio of {pct(fy.cet1_ratio)} is the buffer that absorbs credit losses before "
             "regulators restrict dividends and buybacks."
         )
-    if prior is not None and fy.provision_for_credit_losses is not None and prior.provision_for_credit_losses is not None:
+    if (
+        prior is not None
+        and fy.provision_for_credit_losses is not None
+        and prior.provision_for_credit_losses is not None
+    ):
         d = _direction(fy.provision_for_credit_losses, prior.provision_for_credit_losses, money)
         if d != 0:
             out.append(
@@ -663,7 +667,10 @@ def _ordering_note(ctx: ExampleContext) -> str | None:
         return None
     label = ctx.analysis.target.intrinsic_label
     if len({s.method for s in ctx.analysis.scenarios}) > 1:
-        reason = f"the {label} value is meaningful in some scenarios and not in others, which changes how each value is blended"
+        reason = (
+            f"the {label} value is meaningful in some scenarios and not in others, which changes how each value is "
+            "blended"
+        )
     else:
         reason = f"the {label} value responds unevenly to the scenario shifts"
     return (
@@ -747,7 +754,9 @@ def _sensitivity(ctx: ExampleContext) -> list[str]:
             f"{price(t.comps_value_per_share)}."
         )
     elif t.method == "blend":
-        out.append(f"The {label} value feeds the target as part of a {t.blend} blend, so its sensitivity passes through.")
+        out.append(
+            f"The {label} value feeds the target as part of a {t.blend} blend, so its sensitivity passes through."
+        )
     v1 = s.values[br + 1][bc] if br + 1 < len(s.wacc_values) else None
     if v0 is not None and v1 is not None:
         verb = {1: "lifts", -1: "cuts", 0: "leaves"}[_direction(v1, v0, price)]

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import random
 
-from equitune.data.blocks import condition_shifts, discount_rate, money, mult, pct, price, rating_word, sensitivity_table_of
+from equitune.data.blocks import (
+    condition_shifts,
+    discount_rate,
+    money,
+    mult,
+    pct,
+    price,
+    rating_word,
+    sensitivity_table_of,
+)
 from equitune.data.context import ExampleContext
 from equitune.data.families.common import Family, bullets, disclaimer, pick
 from equitune.finance.comparables import MultipleSummary
@@ -198,7 +207,8 @@ def _sector_assumptions(ctx: ExampleContext, rng: random.Random, header: str) ->
             f"**Book value per share:** {price(e.book_value_per_share)} of common equity.",
             f"**Return on equity:** {pct(e.roe)}, "
             + (
-                f"{pct(e.roe_spread)} above the {pct(e.cost_of_equity)} cost of equity, so each dollar of book value is "
+                f"{pct(e.roe_spread)} above the {pct(e.cost_of_equity)} cost of equity, so each dollar of book value "
+                "is "
                 "worth more than a dollar."
                 if pct(e.roe) != pct(e.cost_of_equity) and spread > 0
                 else f"below the {pct(e.cost_of_equity)} cost of equity, so book value is worth less than its "
@@ -214,7 +224,8 @@ def _sector_assumptions(ctx: ExampleContext, rng: random.Random, header: str) ->
         points = [
             f"**Dividend per share:** {price(m.dividend)} in FY{ctx.company.latest.fiscal_year}{payout}.",
             f"**Dividend growth:** {pct(m.initial_growth)} a year for {_words(an.assumptions.high_growth_years)} "
-            f"years, fading to {pct(m.terminal_growth)} by year {_words(an.assumptions.explicit_years)} and held there.",
+            f"years, fading to {pct(m.terminal_growth)} by year {_words(an.assumptions.explicit_years)} and held "
+            "there.",
         ]
     return "\n".join([header, bullets(points), "", *rows, "", text])
 
@@ -246,7 +257,9 @@ def _sector_value(ctx: ExampleContext, rng: random.Random, header: str) -> str:
             )
         ]
         if not e.meaningful:
-            notes.append(f"The model gives no positive value ({'; '.join(e.issues)}), so it is excluded from the target.")
+            notes.append(
+                f"The model gives no positive value ({'; '.join(e.issues)}), so it is excluded from the target."
+            )
     else:
         assert m is not None
         rows = [
@@ -262,7 +275,8 @@ def _sector_value(ctx: ExampleContext, rng: random.Random, header: str) -> str:
         if m.meaningful:
             notes.append(
                 f"Discounting the dividends at the {pct(m.cost_of_equity)} cost of equity gives "
-                f"{price(m.value_per_share)} per share, {_above_below(m.value_per_share, p)} the {price(p)} share price."
+                f"{price(m.value_per_share)} per share, {_above_below(m.value_per_share, p)} the {price(p)} share "
+                "price."
             )
     if an.implied:
         notes.append(an.implied)
@@ -398,9 +412,7 @@ def _sensitivity(ctx: ExampleContext, rng: random.Random) -> str:
     elif values:
         notes.append(f"The {price(p)} share price falls inside the grid's range of values.")
     if any(v is None for row in s.values for v in row):
-        notes.append(
-            f"Cells marked n/a have a {rate} at or below growth, where the perpetuity has no finite value."
-        )
+        notes.append(f"Cells marked n/a have a {rate} at or below growth, where the perpetuity has no finite value.")
     return "\n".join([header, intro, "", head, rule, *rows, "", bullets(notes)])
 
 
@@ -440,7 +452,9 @@ def _comps(ctx: ExampleContext, rng: random.Random) -> str:
     institution = any(m.multiple == "pb" for m in c.multiples)
     multiples = [m for m in c.multiples if not institution or m.multiple in ("pe", "pb")]
     if institution:
-        basis += " Enterprise-value multiples do not apply to lenders and underwriters, so the comparison uses P/E and P/B."
+        basis += (
+            " Enterprise-value multiples do not apply to lenders and underwriters, so the comparison uses P/E and P/B."
+        )
         peer_rows = [
             "| Peer | P/E | P/B |",
             "|---|---:|---:|",
