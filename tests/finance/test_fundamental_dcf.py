@@ -4,7 +4,7 @@ by hand (each step in the comments), the rules that bound their inputs, and prop
 from __future__ import annotations
 
 import pytest
-from tests.finance.finance_factories import make_company, simple_inputs
+from finance_factories import make_company, simple_inputs
 
 from equitune.errors import FinanceError
 from equitune.finance import ValuationAssumptions
