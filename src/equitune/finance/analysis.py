@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from equitune.errors import FinanceError
 from equitune.finance.assumptions import ValuationAssumptions
-from equitune.finance.base import ResultModel
+from equitune.finance.base import ResultModel, quantile
 from equitune.finance.comparables import ComparablesResult, compare_with_peers
 from equitune.finance.dcf import DCFInputs, DCFResult, dcf_inputs, run_dcf, sales_to_capital, sensitivity_table
 from equitune.finance.inputs import MarketData, check_finite, latest_year, market_data
@@ -243,15 +243,13 @@ def analyze_company(
 
 
 def _peer_sales_to_capital(comps: ComparablesResult, universe: list[Company]) -> float | None:
-    """Median revenue / invested capital of the comparables' peers with positive invested capital."""
+    """Median revenue / invested capital of the comparables' peers with positive invested capital (the
+    fundamental DCF's sales-to-capital when the company's own invested capital is not positive)."""
     by_ticker = {c.ticker: c for c in universe}
     ratios = sorted(
         r for p in comps.peers if p.ticker in by_ticker and (r := sales_to_capital(by_ticker[p.ticker])) is not None
     )
-    if not ratios:
-        return None
-    mid = len(ratios) // 2
-    return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2.0
+    return quantile(ratios, 0.5) if ratios else None
 
 
 def _intrinsic_at(company: Company, ke: float, a: ValuationAssumptions, method: IntrinsicMethod) -> Any:
