@@ -418,13 +418,15 @@ def _make_handler(stub: OllamaStub) -> type[BaseHTTPRequestHandler]:
                 prompt = gotemplate.render_ollama(model.template, messages, model.system, endpoint="generate")
             with stub.lock:
                 stub.prompts.append(prompt)
-                if stub.replies:
-                    reply = stub.replies.pop(0)
-                elif stub.reply_fn is not None:
-                    reply = stub.reply_fn(prompt)
-                else:
-                    last = (body.get("messages") or [{}])[-1].get("content", "") if chat else body.get("prompt", "")
-                    reply = f"Echo: {last}"
+                scripted = stub.replies.pop(0) if stub.replies else None
+                reply_fn = stub.reply_fn
+            if scripted is not None:
+                reply = scripted
+            elif reply_fn is not None:
+                reply = reply_fn(prompt)  # outside the lock: Ollama answers parallel requests at once
+            else:
+                last = (body.get("messages") or [{}])[-1].get("content", "") if chat else body.get("prompt", "")
+                reply = f"Echo: {last}"
             done_reason = "stop"
             for stop in options.get("stop") or []:
                 if stop and stop in reply:

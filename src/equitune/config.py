@@ -22,6 +22,7 @@ from equitune.errors import ConfigError
 from equitune.evaluate.weights import RubricWeights
 from equitune.finance.assumptions import ValuationAssumptions
 from equitune.io import atomic_write_text
+from equitune.serve.runtime import DEFAULT_BATCH_SIZE
 
 DEFAULT_CONFIG_FILE = "finetune_config.json"
 
@@ -236,6 +237,13 @@ class EvaluationConfig(_Section):
         1.1, ge=0, le=3, description="Repeat penalty while generating (1.0 = none; the Modelfile's default is 1.1)."
     )
     samples: int = Field(1, ge=1, le=100, description="Answers per prompt and model (1 = one greedy answer).")
+    batch_size: int = Field(
+        DEFAULT_BATCH_SIZE,
+        ge=1,
+        le=256,
+        description="Answers generated at once: sequences decoded together by llama.cpp, requests in flight to "
+        "Ollama or an OpenAI-compatible server (see benchmarks/generation_throughput.py for the measurement).",
+    )
     seed: int = Field(0, ge=0, description="Seed of sampled decoding and of the bootstrap.")
     bootstrap_resamples: int = Field(10000, ge=100, le=1_000_000, description="Bootstrap resamples of the mean delta.")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of the bootstrap interval.")

@@ -32,6 +32,7 @@ import math
 import random
 import re
 import statistics
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,37 +242,50 @@ def generate_answers(
     progress: bool = True,
 ) -> tuple[list[Answer], dict[str, Any]]:
     """Every prompt answered ``samples`` times by ``runtime`` and scored; the answers and the generation totals
-    (outputs, prompt and completion tokens, decoding seconds, tokens/s, answers cut at max_tokens)."""
-    from equitune.serve.runtime import Message
+    (outputs, prompt and completion tokens, decoding seconds, wall-clock seconds, tokens/s, answers cut at
+    max_tokens). The answers are generated ``evaluation.batch_size`` at a time through the runtime's ``chat_many``
+    (batched decoding in llama.cpp, concurrent requests to a server)."""
+    from equitune.serve.progress import generation_progress
+    from equitune.serve.runtime import Message, chat_many
 
     answers: list[Answer] = []
     totals: dict[str, Any] = {"outputs": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "truncated": 0}
     jobs = [(p, k) for p in prompts for k in range(samples)]
-    with _progress(progress, f"{model_name}: generating", len(jobs)) as advance:
-        for prompt, sample in jobs:
-            messages = [Message("user", prompt.prompt)]
-            if prompt.system:
-                messages.insert(0, Message("system", prompt.system))
-            generation: Generation = runtime.chat(messages, generation_options(config, sample, samples))
-            answers.append(
-                Answer(
-                    prompt=prompt,
-                    model=model_name,
-                    sample=sample,
-                    text=generation.text,
-                    score=_score(generation.text, prompt, contexts, weights),
-                    completion_tokens=generation.completion_tokens,
-                    prompt_tokens=generation.prompt_tokens,
-                    seconds=generation.completion_seconds,
-                    finish_reason=generation.finish_reason,
-                )
+    conversations = []
+    for prompt, _ in jobs:
+        messages = [Message("user", prompt.prompt)]
+        if prompt.system:
+            messages.insert(0, Message("system", prompt.system))
+        conversations.append(messages)
+    options = [generation_options(config, sample, samples) for _, sample in jobs]
+    began = time.perf_counter()
+    with generation_progress(progress, f"{model_name}: generating", len(jobs)) as update:
+        generations = chat_many(
+            runtime, conversations, options, batch_size=config.evaluation.batch_size, progress=update
+        )
+    wall = time.perf_counter() - began
+    for (prompt, sample), generation in zip(jobs, generations, strict=True):
+        answers.append(
+            Answer(
+                prompt=prompt,
+                model=model_name,
+                sample=sample,
+                text=generation.text,
+                score=_score(generation.text, prompt, contexts, weights),
+                completion_tokens=generation.completion_tokens,
+                prompt_tokens=generation.prompt_tokens,
+                seconds=generation.completion_seconds,
+                finish_reason=generation.finish_reason,
             )
-            totals["outputs"] += 1
-            totals["prompt_tokens"] += generation.prompt_tokens
-            totals["completion_tokens"] += generation.completion_tokens
-            totals["seconds"] += generation.completion_seconds
-            totals["truncated"] += generation.finish_reason == "length"
-            advance()
+        )
+        totals["outputs"] += 1
+        totals["prompt_tokens"] += generation.prompt_tokens
+        totals["completion_tokens"] += generation.completion_tokens
+        totals["seconds"] += generation.completion_seconds
+        totals["truncated"] += generation.finish_reason == "length"
+    totals["wall_seconds"] = round(wall, 3)
+    totals["batch_size"] = config.evaluation.batch_size
+    totals["aggregate_tokens_per_s"] = round(totals["completion_tokens"] / wall, 2) if wall > 0 else None
     seconds = float(totals["seconds"])
     totals["seconds"] = round(seconds, 3)
     known = seconds > 0 and totals["completion_tokens"] > 0  # a runtime that reports no usage gives no rate
@@ -285,32 +299,6 @@ def _score(text: str, prompt: EvalPrompt, contexts: ContextSource, weights: Rubr
         if weights is None:
             return score_report(text, prompt.task, context, prompt=prompt.prompt)
         return score_report(text, prompt.task, context, weights, prompt=prompt.prompt)
-
-
-class _progress:
-    """A rich progress bar (or nothing) whose ``__enter__`` returns an ``advance()`` callable."""
-
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self.enabled = enabled
-        self.description = description
-        self.total = total
-        self._bar: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-        )
-        self._bar.start()
-        task = self._bar.add_task(self.description, total=self.total)
-        return lambda: self._bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 # ------------------------------------------------------------------------------------------------ the judge
@@ -380,62 +368,55 @@ def run_judge(
     weights: RubricWeights,
     *,
     max_tokens: int = 256,
+    batch_size: int = 1,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Judge scores on the rubric's criteria. Two models: each prompt's pair of first-sample answers is judged
-    in both orders and each model's two scores averaged; otherwise each answer is judged alone."""
-    from equitune.serve.runtime import GenerationOptions, Message
+    in both orders and each model's two scores averaged; otherwise each answer is judged alone. Every request
+    goes to the judge in one ``chat_many`` call, ``batch_size`` at a time."""
+    from equitune.serve.progress import generation_progress
+    from equitune.serve.runtime import GenerationOptions, Message, chat_many
 
     options = GenerationOptions(max_tokens=max_tokens, temperature=0.0, seed=0)
     first = {(a.prompt.id, a.model): a.text for a in answers if a.sample == 0}
     scores: list[dict[str, Any]] = []
-    failures = 0
-
-    def ask(prompt: EvalPrompt, texts: list[str]) -> list[float | None]:
-        nonlocal failures
-        reply = judge.chat(
-            [Message("system", _JUDGE_SYSTEM), Message("user", judge_prompt(prompt, texts))], options
-        ).text
-        parsed = parse_judgement(reply, len(texts), weights)
-        failures += any(v is None for v in parsed)
-        return parsed
-
     pairs = len(models) == 2
-    with _progress(progress, "judge", len(prompts)) as advance:
-        for prompt in prompts:
-            texts = [first.get((prompt.id, m)) for m in models]
-            if any(t is None for t in texts):
-                advance()
-                continue
-            present = [t for t in texts if t is not None]
-            if pairs:
-                forward = ask(prompt, present)
-                backward = ask(prompt, present[::-1])[::-1]
-                for model, a, b in zip(models, forward, backward, strict=True):
-                    # Only the average of both orders cancels the judge's position bias: one order alone is no score.
-                    both = a is not None and b is not None
-                    scores.append(
-                        {
-                            "prompt_id": prompt.id,
-                            "model": model,
-                            "score_first": a,
-                            "score_second": b,
-                            "score": round((a + b) / 2, 2) if both and a is not None and b is not None else None,
-                        }
-                    )
-            else:
-                for model, text in zip(models, present, strict=True):
-                    (alone,) = ask(prompt, [text])
-                    scores.append(
-                        {
-                            "prompt_id": prompt.id,
-                            "model": model,
-                            "score_first": alone,
-                            "score_second": None,
-                            "score": alone,
-                        }
-                    )
-            advance()
+    # Each request: (prompt, the models it scores in the order the judge reads them, their texts).
+    requests: list[tuple[EvalPrompt, list[str], list[str]]] = []
+    for prompt in prompts:
+        texts = [first.get((prompt.id, m)) for m in models]
+        if any(t is None for t in texts):
+            continue
+        present = [t for t in texts if t is not None]
+        if pairs:
+            requests.append((prompt, list(models), present))
+            requests.append((prompt, list(models)[::-1], present[::-1]))
+        else:
+            requests.extend((prompt, [m], [t]) for m, t in zip(models, present, strict=True))
+    conversations = [
+        [Message("system", _JUDGE_SYSTEM), Message("user", judge_prompt(prompt, texts))]
+        for prompt, _, texts in requests
+    ]
+    with generation_progress(progress, "judge", len(conversations)) as update:
+        replies = chat_many(judge, conversations, options, batch_size=batch_size, progress=update)
+    parsed = [parse_judgement(r.text, len(texts), weights) for r, (_, _, texts) in zip(replies, requests, strict=True)]
+    failures = sum(any(v is None for v in p) for p in parsed)
+    by_prompt: dict[str, dict[str, list[float | None]]] = {}
+    for (prompt, order, _), judged_values in zip(requests, parsed, strict=True):
+        for model, value in zip(order, judged_values, strict=True):
+            by_prompt.setdefault(prompt.id, {}).setdefault(model, []).append(value)
+    for prompt in prompts:
+        judged = by_prompt.get(prompt.id)
+        if judged is None:
+            continue
+        for model in models:
+            given = judged.get(model, [])
+            a = given[0] if given else None
+            b = given[1] if pairs and len(given) > 1 else None
+            # Only the average of both orders cancels the judge's position bias: one order alone is no score.
+            both = round((a + b) / 2, 2) if a is not None and b is not None else None
+            score = both if pairs else a
+            scores.append({"prompt_id": prompt.id, "model": model, "score_first": a, "score_second": b, "score": score})
     # Means over the prompts where every model has a score, so the models are compared on the same prompts.
     scored_by: dict[str, set[str]] = {
         m: {s["prompt_id"] for s in scores if s["model"] == m and s["score"] is not None} for m in models
@@ -548,7 +529,15 @@ def evaluate_models(
     if judge_name:
         judge_runtime = (judge_opener or (lambda n: open_model(ModelEntry(n, n))))(judge_name)
         try:
-            judged = run_judge(judge_runtime, prompts, answers, names, weights, progress=progress)
+            judged = run_judge(
+                judge_runtime,
+                prompts,
+                answers,
+                names,
+                weights,
+                batch_size=config.evaluation.batch_size,
+                progress=progress,
+            )
         finally:
             judge_runtime.close()
 
@@ -865,6 +854,11 @@ class _Borrowed:
 
     def stream_chat(self, messages: Any, options: Any = None) -> Any:
         return self._runtime.stream_chat(messages, options)
+
+    def chat_many(self, conversations: Any, options: Any = None, *, batch_size: int = 1, progress: Any = None) -> Any:
+        from equitune.serve.runtime import chat_many
+
+        return chat_many(self._runtime, conversations, options, batch_size=batch_size, progress=progress)
 
     def close(self) -> None:
         return None

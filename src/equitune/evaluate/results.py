@@ -129,6 +129,15 @@ class Generation(_Strict):
         description="completion_tokens / seconds; null when no decoding time was measured."
     )
     truncated: Count = Field(description="Answers cut at max_tokens (finish_reason 'length').")
+    wall_seconds: Annotated[float, Field(ge=0.0)] | None = Field(
+        default=None, description="Wall-clock seconds of the whole generation (the answers overlap when batched)."
+    )
+    batch_size: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Answers generated at once (evaluation.batch_size)."
+    )
+    aggregate_tokens_per_s: Annotated[float, Field(ge=0.0)] | None = Field(
+        default=None, description="completion_tokens / wall_seconds: the throughput of the batch as a whole."
+    )
 
 
 class CategoryScores(_Strict):

@@ -31,8 +31,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -44,7 +43,16 @@ from equitune.data.schema import SYSTEM_PROMPT
 from equitune.errors import EquituneError
 from equitune.evaluate.factcheck import LABELS, FactCheckResult, FigureCheck, fact_check, line_at, stated_ratings
 from equitune.io import atomic_write_text
-from equitune.serve.runtime import Generation, GenerationOptions, Message, ModelRuntimeError, Runtime
+from equitune.serve.progress import generation_progress
+from equitune.serve.runtime import (
+    BatchProgress,
+    Generation,
+    GenerationOptions,
+    Message,
+    ModelRuntimeError,
+    Runtime,
+    chat_many,
+)
 from equitune.train.base_model import EMBEDDED_NAME
 
 if TYPE_CHECKING:
@@ -163,6 +171,20 @@ class ReportEngine:
         runtime = self.runtime
         try:
             return runtime.chat(messages, self.options)
+        except EquituneError:
+            raise
+        except Exception as exc:  # a client library's own error (HTTP, llama.cpp): say which model failed
+            raise ModelRuntimeError(f"{runtime.name} model '{self._default_model}' failed to answer: {exc}") from exc
+
+    def write_many(
+        self, system: str, prompts: Sequence[str], progress: BatchProgress | None = None
+    ) -> list[Generation]:
+        """Every prompt completed under the ``system`` prompt with ``options``, all in one batch (decoded together
+        by llama.cpp, concurrent requests to a server); the answers in the order of ``prompts``."""
+        conversations = [[Message("system", system), Message("user", p)] for p in prompts]
+        runtime = self.runtime
+        try:
+            return chat_many(runtime, conversations, self.options, batch_size=len(prompts), progress=progress)
         except EquituneError:
             raise
         except Exception as exc:  # a client library's own error (HTTP, llama.cpp): say which model failed
@@ -592,25 +614,24 @@ class EnhancedEquityResearchGenerator:
         engine = self.ollama_engine
         sections: list[ReportSection] = []
         show = self.progress if progress is None else progress
-        with _progress(sys.stderr.isatty() if show is None else show, len(SECTION_TITLES)) as advance:
-            for key, title in SECTION_TITLES.items():
-                advance(f"{ctx.ticker}: {title}")
-                prompt = self.section_prompt(ctx, key)
-                generation = engine.write(SYSTEM_PROMPT, prompt)
-                section = review_section(generation.text.strip(), ctx, key=key, title=title, prompt=prompt)
-                section.generation = generation
-                sections.append(section)
-                log.info(
-                    "%s %s: %d tokens in %.1fs, %d figures, %d corrected, %d flagged",
-                    ctx.ticker,
-                    key,
-                    generation.completion_tokens,
-                    generation.prompt_seconds + generation.completion_seconds,
-                    len(section.check.figures),
-                    len(section.corrections),
-                    len(section.flags),
-                )
-            advance(None)
+        prompts = {key: self.section_prompt(ctx, key) for key in SECTION_TITLES}
+        enabled = sys.stderr.isatty() if show is None else show
+        with generation_progress(enabled, f"{ctx.ticker}: writing the sections", len(prompts)) as update:
+            generations = engine.write_many(SYSTEM_PROMPT, list(prompts.values()), progress=update)
+        for (key, title), generation in zip(SECTION_TITLES.items(), generations, strict=True):
+            section = review_section(generation.text.strip(), ctx, key=key, title=title, prompt=prompts[key])
+            section.generation = generation
+            sections.append(section)
+            log.info(
+                "%s %s: %d tokens in %.1fs, %d figures, %d corrected, %d flagged",
+                ctx.ticker,
+                key,
+                generation.completion_tokens,
+                generation.prompt_seconds + generation.completion_seconds,
+                len(section.check.figures),
+                len(section.corrections),
+                len(section.flags),
+            )
         served = engine.runtime
         report = ResearchReport(
             ticker=ctx.ticker,
@@ -635,37 +656,6 @@ class EnhancedEquityResearchGenerator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[[str | None], None]]:
-    """A rich progress bar over the sections; ``advance(description)`` finishes the previous step and names the
-    next (None: done)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-    task = bar.add_task("report", total=total)
-    steps = 0
-
-    def advance(description: str | None) -> None:
-        nonlocal steps
-        if steps:
-            bar.advance(task)
-        steps += 1
-        if description is not None:
-            bar.update(task, description=description)
-
-    with bar:
-        yield advance
 
 
 # -------------------------------------------------------------------------------------------- the contents

@@ -23,7 +23,15 @@ from typing import Any
 from equitune.errors import EquituneError
 from equitune.llamacpp import LlamaCppLoadError, open_llama
 from equitune.llamacpp import default_threads as default_threads  # re-exported for the server and tests
-from equitune.serve.runtime import Generation, GenerationOptions, Message, ModelRuntimeError
+from equitune.serve.batched import BatchDecoder, Progress, SequenceRequest, SequenceResult
+from equitune.serve.runtime import (
+    DEFAULT_BATCH_SIZE,
+    Generation,
+    GenerationOptions,
+    Message,
+    ModelRuntimeError,
+    options_for,
+)
 
 INSTALL_HINT = "pip install 'equitune[serve]'"
 GGUF_TEMPLATE_FORMAT = "chat_template.default"  # llama-cpp-python's name for the GGUF's own chat template
@@ -94,6 +102,7 @@ class LlamaCppRuntime:
         self.lora_path = Path(lora_path).expanduser() if lora_path is not None else None
         self.model = display_name or str(self.model_path)
         self.seed = seed
+        self._batch: BatchDecoder | None = None  # made at the first chat_many / generate_many
         _check_gguf(self.model_path, "model")
         if self.lora_path is not None:
             _check_gguf(self.lora_path, "LoRA adapter")
@@ -161,8 +170,38 @@ class LlamaCppRuntime:
         except ValueError as exc:  # prompt longer than the context window
             raise ModelRuntimeError(f"llama.cpp could not complete the chat with {self.model}: {exc}") from None
 
+    def chat_many(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        options: GenerationOptions | Sequence[GenerationOptions] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: Progress | None = None,
+    ) -> list[Generation]:
+        """Complete many conversations, ``batch_size`` decoding together in one llama.cpp context (see
+        ``equitune.serve.batched``); the answers in the order of ``conversations``."""
+        opts = options_for(options, len(conversations))
+        requests = [self._chat_request(m, o) for m, o in zip(conversations, opts, strict=True)]
+        return self._run_batch(requests, batch_size, progress)
+
+    def generate_many(
+        self,
+        prompts: Sequence[str],
+        options: GenerationOptions | Sequence[GenerationOptions] | None = None,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: Progress | None = None,
+    ) -> list[Generation]:
+        """Complete many raw prompts together (the batched ``generate``)."""
+        opts = options_for(options, len(prompts))
+        requests = [self._raw_request(p, o) for p, o in zip(prompts, opts, strict=True)]
+        return self._run_batch(requests, batch_size, progress)
+
     def close(self) -> None:
         """Free the model and its context; later requests raise ``ModelRuntimeError``."""
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            batch.close()
         llm, self._llm = self._llm, None
         if llm is not None and hasattr(llm, "close"):
             llm.close()
@@ -179,6 +218,60 @@ class LlamaCppRuntime:
         """The tokens llama.cpp reads for ``text`` as a prompt (BOS added when the model wants one, special tokens
         recognised), i.e. what ``generate`` counts as prompt tokens."""
         return list(self._loaded().tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def _chat_request(self, messages: Sequence[Message], opts: GenerationOptions) -> SequenceRequest:
+        """The request ``chat`` would send to ``create_completion``: llama-cpp-python's own chat handler formats and
+        tokenises the conversation and adds the template's stop strings; its completion call is caught, not run."""
+        llm = self._loaded()
+        try:
+            type(llm).create_chat_completion(
+                _CaptureCompletion(llm), messages=[m.as_dict() for m in messages], **self._params(opts)
+            )
+        except _Captured as captured:
+            return _request_of(captured.kwargs, llm)
+        except ValueError as exc:
+            raise ModelRuntimeError(f"llama.cpp could not format the chat for {self.model}: {exc}") from None
+        raise ModelRuntimeError(f"llama.cpp's chat handler for {self.model} did not call create_completion")
+
+    def _raw_request(self, prompt: str, opts: GenerationOptions) -> SequenceRequest:
+        """The request ``generate`` sends: the prompt tokenised as ``create_completion`` does for text."""
+        llm = self._loaded()
+        bos = int(llm.token_bos())
+        head = [bos] if llm._model.add_bos_token() and bos != -1 else []
+        tokens = head + list(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)) if prompt else [bos]
+        return _request_of({**self._completion_defaults(), **self._params(opts), "prompt": tokens}, llm)
+
+    @staticmethod
+    def _completion_defaults() -> dict[str, Any]:
+        return {"temperature": 0.8, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0, "top_k": 40}
+
+    def _run_batch(
+        self, requests: list[SequenceRequest], batch_size: int, progress: Progress | None
+    ) -> list[Generation]:
+        llm = self._loaded()
+        if self._batch is None:
+            self._batch = BatchDecoder(llm, self._llama_cpp)
+        results = self._batch.run(requests, batch_size, progress)
+        return [self._batched_generation(r) for r in results]
+
+    def _batched_generation(self, result: SequenceResult) -> Generation:
+        return Generation(
+            text=result.text,
+            model=self.model,
+            runtime=self.name,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=len(result.tokens),
+            prompt_seconds=result.prompt_seconds,
+            completion_seconds=result.completion_seconds,
+            finish_reason=result.finish_reason,
+            extra={
+                "model_path": str(self.model_path),
+                "lora_path": str(self.lora_path) if self.lora_path else None,
+                "batched": True,
+                "first_token_s": result.first_token_s,
+                "finished_s": result.finished_s,
+            },
+        )
 
     def _loaded(self) -> Any:
         if self._llm is None:
@@ -229,3 +322,54 @@ class LlamaCppRuntime:
             finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
             extra={"model_path": str(self.model_path), "lora_path": str(self.lora_path) if self.lora_path else None},
         )
+
+
+class _Captured(Exception):
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        super().__init__("create_completion")
+        self.kwargs = kwargs
+
+
+class _CaptureCompletion:
+    """The model seen by llama-cpp-python's chat handler, with ``create_completion`` caught instead of run."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    def create_completion(self, **kwargs: Any) -> Any:
+        raise _Captured(kwargs)
+
+
+_UNSUPPORTED = ("grammar", "logits_processor", "logit_bias", "suffix")
+
+
+def _request_of(kwargs: dict[str, Any], llm: Any) -> SequenceRequest:
+    """A ``SequenceRequest`` from ``create_completion`` keywords (the seed chosen as it chooses one)."""
+    for name in _UNSUPPORTED:
+        if kwargs.get(name) is not None:
+            raise ModelRuntimeError(f"batched decoding does not support '{name}'; use chat() or generate()")
+    if int(kwargs.get("mirostat_mode") or 0) != 0:
+        raise ModelRuntimeError("batched decoding does not support mirostat sampling; use chat() or generate()")
+    stop = kwargs.get("stop") or []
+    seed = kwargs.get("seed")
+    if seed is None:
+        import random
+
+        seed = random.Random(llm._seed).randint(0, 2**32)
+    return SequenceRequest(
+        prompt_tokens=tuple(int(t) for t in kwargs["prompt"]),
+        max_tokens=int(kwargs.get("max_tokens") or 0),
+        stop=tuple([stop] if isinstance(stop, str) else stop),
+        temperature=float(kwargs.get("temperature", 0.8)),
+        top_k=int(kwargs.get("top_k", 40)),
+        top_p=float(kwargs.get("top_p", 0.95)),
+        min_p=float(kwargs.get("min_p", 0.05)),
+        typical_p=float(kwargs.get("typical_p", 1.0)),
+        repeat_penalty=float(kwargs.get("repeat_penalty", 1.0)),
+        frequency_penalty=float(kwargs.get("frequency_penalty", 0.0)),
+        presence_penalty=float(kwargs.get("presence_penalty", 0.0)),
+        seed=int(seed),
+    )

@@ -6,13 +6,17 @@ the same against the embedded llama.cpp runtime, an Ollama server and any OpenAI
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from equitune.errors import EquituneError
 
 Role = Literal["system", "user", "assistant"]
+
+DEFAULT_BATCH_SIZE = 16
+"""Sequences generated at once by default (``evaluation.batch_size``): on a 2-core CPU the quick-start model's
+aggregate tokens/s still rose from 8 to 16 and little beyond (``benchmarks/generation_throughput.py``)."""
 
 
 class ModelRuntimeError(EquituneError):
@@ -62,6 +66,10 @@ class Generation:
         return self.completion_tokens / self.completion_seconds if self.completion_seconds > 0 else 0.0
 
 
+BatchProgress = Callable[[int, int], None]
+"""Called as a batch goes on with (requests finished, tokens generated so far)."""
+
+
 @runtime_checkable
 class Runtime(Protocol):
     """A loaded model behind some back end."""
@@ -81,6 +89,78 @@ class Runtime(Protocol):
         """Complete a conversation, yielding text pieces as they are produced."""
         ...
 
+    def chat_many(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        options: GenerationOptions | Sequence[GenerationOptions] | None = None,
+        *,
+        batch_size: int = 1,
+        progress: BatchProgress | None = None,
+    ) -> list[Generation]:
+        """Complete many conversations, up to ``batch_size`` at once (batched decoding in process, concurrent
+        requests to a server); the answers in the order of ``conversations``, each as ``chat`` would give it."""
+        ...
+
     def close(self) -> None:
         """Release the model (a no-op for remote runtimes)."""
         ...
+
+
+def options_for(options: GenerationOptions | Sequence[GenerationOptions] | None, count: int) -> list[GenerationOptions]:
+    """One ``GenerationOptions`` per request: the same for all, or one each (then exactly ``count`` of them)."""
+    if options is None or isinstance(options, GenerationOptions):
+        return [options or GenerationOptions()] * count
+    listed = list(options)
+    if len(listed) != count:
+        raise ValueError(f"{len(listed)} GenerationOptions for {count} requests")
+    return listed
+
+
+def concurrent_chat(
+    chat: Callable[[Sequence[Message], GenerationOptions], Generation],
+    conversations: Sequence[Sequence[Message]],
+    options: GenerationOptions | Sequence[GenerationOptions] | None,
+    batch_size: int,
+    progress: BatchProgress | None,
+) -> list[Generation]:
+    """``chat`` on every conversation with up to ``batch_size`` requests in flight at once (a server that runs
+    requests in parallel, such as Ollama with ``OLLAMA_NUM_PARALLEL``, decodes them together); the answers in
+    the order of ``conversations``. The first failure is raised once the requests in flight have ended."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    opts = options_for(options, len(conversations))
+    out: list[Generation | None] = [None] * len(conversations)
+    done = tokens = 0
+    with ThreadPoolExecutor(max_workers=max(1, min(batch_size, len(conversations) or 1))) as pool:
+        futures = {pool.submit(chat, m, o): i for i, (m, o) in enumerate(zip(conversations, opts, strict=True))}
+        for future in as_completed(futures):
+            generation = future.result()
+            out[futures[future]] = generation
+            done += 1
+            tokens += generation.completion_tokens
+            if progress is not None:
+                progress(done, tokens)
+    return [g for g in out if g is not None]
+
+
+def chat_many(
+    runtime: Runtime,
+    conversations: Sequence[Sequence[Message]],
+    options: GenerationOptions | Sequence[GenerationOptions] | None = None,
+    *,
+    batch_size: int = 1,
+    progress: BatchProgress | None = None,
+) -> list[Generation]:
+    """Complete many conversations on any runtime: its own ``chat_many`` (batched decoding, concurrent requests)
+    when it has one, otherwise one ``chat`` after another. The answers come in the order of ``conversations``."""
+    batched = getattr(runtime, "chat_many", None)
+    if callable(batched):
+        return list(batched(conversations, options, batch_size=batch_size, progress=progress))
+    out: list[Generation] = []
+    tokens = 0
+    for messages, opts in zip(conversations, options_for(options, len(conversations)), strict=True):
+        out.append(runtime.chat(messages, opts))
+        tokens += out[-1].completion_tokens
+        if progress is not None:
+            progress(len(out), tokens)
+    return out
