@@ -627,6 +627,7 @@ def _score_file(cfg: Any, score: Path, out: Path | None, run_name: str | None, a
 
 
 def _print_evaluation(run: Any, as_json: bool) -> None:
+    from equitune.evaluate.results import generation_rate
     from equitune.evaluate.weights import CATEGORIES
 
     results = run.results
@@ -654,7 +655,7 @@ def _print_evaluation(run: Any, as_json: bool) -> None:
             num(s["hallucination_rate"], "{:.1%}"),
             num(s["derived_error_rate"], "{:.1%}"),
             num(s["key_fact_coverage"], "{:.1%}"),
-            num((model["generation"] or {}).get("tokens_per_s")),
+            num(generation_rate(model["generation"])),
         )
     console.print(table)
     comparison = results.get("comparison")

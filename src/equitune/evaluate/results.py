@@ -569,6 +569,15 @@ def _rate_of(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else value * 100
 
 
+def generation_rate(generation: dict[str, Any] | None) -> float | None:
+    """The tokens/s a run's length depends on: the aggregate rate of a batched run (completion tokens / wall
+    seconds), else the decoding rate of one answer after another (files written before batching)."""
+    if not generation:
+        return None
+    rate = generation.get("aggregate_tokens_per_s")
+    return rate if rate is not None else generation.get("tokens_per_s")
+
+
 def _model_rows(results: EvaluationResults) -> tuple[list[str], list[list[object]]]:
     headers = [
         "Model",
@@ -585,7 +594,7 @@ def _model_rows(results: EvaluationResults) -> tuple[list[str], list[list[object
     rows: list[list[object]] = []
     for m in results.models:
         s = m.summary
-        tps = m.generation.tokens_per_s if m.generation is not None else None
+        tps = generation_rate(m.generation.model_dump()) if m.generation is not None else None
         rows.append(
             [
                 m.name,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from equitune.evaluate.results import RATE_NAMES
+from equitune.evaluate.results import RATE_NAMES, generation_rate
 from equitune.evaluate.weights import CATEGORIES, TIERS, tier_for
 from equitune.io import atomic_write_text
 from equitune.report import charts
@@ -364,9 +364,7 @@ def _benchmark_section(doc: _Document, results: Mapping[str, Any]) -> None:
         ]
     )
     rows.append(["answers scored", _fmt(base.get("outputs"), "{:.0f}"), _fmt(cand.get("outputs"), "{:.0f}"), ""])
-    rows.append(
-        ["generation speed (tokens/s)", _fmt(base_gen.get("tokens_per_s")), _fmt(cand_gen.get("tokens_per_s")), ""]
-    )
+    rows.append(["generation speed (tokens/s)", _fmt(generation_rate(base_gen)), _fmt(generation_rate(cand_gen)), ""])
     rows.append(
         [
             "answers cut at max tokens",
