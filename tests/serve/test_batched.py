@@ -245,10 +245,10 @@ def test_the_runtime_cannot_batch_after_close(tiny_gguf: Path) -> None:
 
 @pytest.mark.slow
 def test_greedy_batches_equal_one_at_a_time_on_the_embedded_model() -> None:
-    """Held-out evaluation prompts, the evaluation's greedy options, four at once. (At 8 and more sequences the
-    quantised model's Q8_0 output matrix goes through llamafile's tinyBLAS for several columns, whose sums are
-    ordered differently than the one-column path: benchmarks/generation_throughput.py measures how often text then
-    differs.)"""
+    """Held-out evaluation prompts (about 1,150 tokens each, so several prompt chunks), the evaluation's greedy
+    options, four at once. The quantised model's Q8_0 output matrix goes through llamafile's tinyBLAS, whose
+    arithmetic depends on the chunk's shape: this fails if the decoder cuts prompt chunks differently from
+    one-at-a-time evaluation (see docs/batched_generation.md)."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
     from equitune.config import EquituneConfig
     from equitune.evaluate.benchmark import generation_options
