@@ -137,6 +137,20 @@ def test_ollama_chat_many_sends_the_requests_concurrently(ollama_server: OllamaS
     assert len(ollama_server.requests_to("/api/chat")) == len(QUESTIONS)
 
 
+def test_openai_chat_many_answers_in_order() -> None:
+    from runtime_helpers import openai_stand_in
+
+    from equitune.serve.openai_runtime import OpenAIRuntime
+
+    with openai_stand_in() as server:
+        runtime = OpenAIRuntime("equity:v1", server.url, timeout=5)
+        out = runtime.chat_many(
+            [_conversation(q, None) for q in QUESTIONS], GenerationOptions(max_tokens=64), batch_size=4
+        )
+    assert [g.text for g in out] == [f"echo {q}" for q in QUESTIONS]
+    assert all(g.runtime == "openai" for g in out)
+
+
 # ------------------------------------------------------------------------------------ llama.cpp, tiny model
 
 
