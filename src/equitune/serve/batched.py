@@ -114,8 +114,8 @@ class BatchDecoder:
     """Decodes many ``SequenceRequest`` s through one llama.cpp context of its own on ``llm``'s model.
 
     ``llm`` is a loaded ``llama_cpp.Llama``; its model, thread counts and batch sizes are reused, its own context is
-    left alone. The context is created for each call's needs (the shared prefix plus ``batch_size`` times the
-    longest request's own tokens) and kept while later calls fit in it.
+    left alone. The context has ``batch_size + 1`` KV streams (one per slot, one for the shared prefix), each long
+    enough for the prefix and the longest request's own prompt and answer; it is kept while later calls fit in it.
     """
 
     def __init__(self, llm: Any, llama_cpp: Any) -> None:
