@@ -20,12 +20,11 @@ from equitune.export.ollama_api import (
     validate_model_name,
 )
 from equitune.serve.runtime import (
-    BatchProgress,
+    ConcurrentRequests,
     Generation,
     GenerationOptions,
     Message,
     ModelRuntimeError,
-    concurrent_chat,
 )
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ def to_generation(
     )
 
 
-class OllamaRuntime:
+class OllamaRuntime(ConcurrentRequests):
     """A model an Ollama server runs, addressed by name (``equity_research_llama:v2``)."""
 
     name = "ollama"
@@ -121,18 +120,6 @@ class OllamaRuntime:
         except client_errors() as exc:
             raise self._fail(exc, "generate") from exc
         return to_generation(response, response.response or "", self.model, self.host)
-
-    def chat_many(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        options: GenerationOptions | Sequence[GenerationOptions] | None = None,
-        *,
-        batch_size: int = 1,
-        progress: BatchProgress | None = None,
-    ) -> list[Generation]:
-        """Complete many conversations with up to ``batch_size`` requests in flight (Ollama decodes them together up to
-        its ``OLLAMA_NUM_PARALLEL``); the answers in the order of ``conversations``."""
-        return concurrent_chat(self.chat, conversations, options, batch_size, progress)
 
     def stream_chat(self, messages: Sequence[Message], options: GenerationOptions | None = None) -> Iterator[str]:
         """Complete a conversation, yielding the text pieces as Ollama streams them."""

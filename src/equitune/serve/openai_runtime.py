@@ -21,19 +21,18 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from equitune.serve.runtime import (
-    BatchProgress,
+    ConcurrentRequests,
     Generation,
     GenerationOptions,
     Message,
     ModelRuntimeError,
-    concurrent_chat,
 )
 
 DEFAULT_TIMEOUT_S = 300.0
 _END_OF_STREAM: dict[str, Any] = {}  # yielded (by identity) when a stream closes without "data: [DONE]"
 
 
-class OpenAIRuntime:
+class OpenAIRuntime(ConcurrentRequests):
     """A model served by an OpenAI-compatible HTTP server at ``endpoint`` (``http://host:port``, with or without a
     trailing ``/v1``)."""
 
@@ -65,18 +64,6 @@ class OpenAIRuntime:
         elapsed = time.perf_counter() - start
         choice = _first_choice(data, self.endpoint)
         return self._generation(str(choice.get("text") or ""), choice, data, elapsed)
-
-    def chat_many(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        options: GenerationOptions | Sequence[GenerationOptions] | None = None,
-        *,
-        batch_size: int = 1,
-        progress: BatchProgress | None = None,
-    ) -> list[Generation]:
-        """Complete many conversations with up to ``batch_size`` requests in flight (servers with parallel slots decode
-        them together); the answers in the order of ``conversations``."""
-        return concurrent_chat(self.chat, conversations, options, batch_size, progress)
 
     def stream_chat(self, messages: Sequence[Message], options: GenerationOptions | None = None) -> Iterator[str]:
         """Complete a conversation with ``"stream": true``, yielding each content delta as it arrives."""

@@ -143,6 +143,27 @@ def concurrent_chat(
     return [g for g in out if g is not None]
 
 
+class ConcurrentRequests:
+    """``chat_many`` for a runtime whose ``chat`` is a request to a server: up to ``batch_size`` requests in
+    flight (``concurrent_chat``). Ollama decodes parallel requests together up to its ``OLLAMA_NUM_PARALLEL``,
+    llama.cpp's server up to its ``--parallel`` slots."""
+
+    def chat(self, messages: Sequence[Message], options: GenerationOptions | None = None) -> Generation:
+        raise NotImplementedError
+
+    def chat_many(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        options: GenerationOptions | Sequence[GenerationOptions] | None = None,
+        *,
+        batch_size: int = 1,
+        progress: BatchProgress | None = None,
+    ) -> list[Generation]:
+        """Complete many conversations with up to ``batch_size`` requests in flight; the answers in the order of
+        ``conversations``."""
+        return concurrent_chat(self.chat, conversations, options, batch_size, progress)
+
+
 def chat_many(
     runtime: Runtime,
     conversations: Sequence[Sequence[Message]],
