@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from equitune.serve.runtime import ModelRuntimeError
+from equitune.serve.runtime import BatchProgress, ModelRuntimeError
 
 _CTX_ROUND = 256  # llama.cpp pads the KV cache to a multiple of 256 cells
 
@@ -92,10 +92,7 @@ class _Slot:
     last: int | None = None  # the sampled token to evaluate at the next step
     first_token_s: float | None = None
     finish: str = "stop"
-
-
-Progress = Callable[[int, int], None]
-"""Called after every decoding step with (requests finished, tokens generated so far)."""
+    stops: tuple[bytes, ...] = ()  # the request's stop strings, encoded once
 
 
 def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
@@ -124,11 +121,13 @@ class BatchDecoder:
         self._ctx: Any = None
         self._ctx_cells = 0
         self._ctx_seqs = 0
+        self._piece_buffer = (ctypes.c_char * 32)()
+        self._bos = int(llm.token_bos())
 
     # -------------------------------------------------------------------------------------------- public
 
     def run(
-        self, requests: Sequence[SequenceRequest], batch_size: int, progress: Progress | None = None
+        self, requests: Sequence[SequenceRequest], batch_size: int, progress: BatchProgress | None = None
     ) -> list[SequenceResult]:
         """Every request decoded, ``batch_size`` at a time; the results in the order of ``requests``."""
         if not requests:
@@ -178,6 +177,7 @@ class BatchDecoder:
                             started_s=time.perf_counter() - start,
                             pos=prefix,
                             pending=list(request.prompt_tokens[prefix:]),
+                            stops=tuple(x.encode("utf-8") for x in request.stop),
                         )
                     )
                 # One step: a chunk of one request's prompt, alone in its batch and cut where one-at-a-time
@@ -294,7 +294,7 @@ class BatchDecoder:
     def _sampler(self, request: SequenceRequest) -> Any:
         """The request's sampler chain, built by llama-cpp-python's own ``Llama._init_sampler`` with the request's
         seed, exactly as ``create_completion`` builds it."""
-        seeded = _Seeded(self._llm, request.seed)
+        seeded = LlamaView(self._llm, _seed=request.seed)
         return type(self._llm)._init_sampler(
             seeded,
             top_k=request.top_k,
@@ -327,7 +327,7 @@ class BatchDecoder:
             slot.multibyte_fix -= 1
             slot.last = token
             return None
-        stops = [s for s in (x.encode("utf-8") for x in slot.request.stop) if s in slot.text]
+        stops = [s for s in slot.stops if s in slot.text]
         if stops:
             slot.finish = "stop"
             return slot.text[: slot.text.index(stops[0])]
@@ -339,21 +339,21 @@ class BatchDecoder:
 
     def _piece(self, token: int, first: bool) -> bytes:
         """The token's text as ``LlamaModel.detokenize`` writes it (a leading space after a BOS dropped)."""
-        model = self._llm._model
-        buffer = (ctypes.c_char * 32)()
-        n = self._lib.llama_token_to_piece(model.vocab, self._lib.llama_token(token), buffer, 32, 0, False)
+        buffer = self._piece_buffer
+        n = self._lib.llama_token_to_piece(self._llm._model.vocab, self._lib.llama_token(token), buffer, 32, 0, False)
         piece = buffer.raw[:n]
-        if first and token == model.token_bos() and piece[:1] == b" ":
+        if first and token == self._bos and piece[:1] == b" ":
             piece = piece[1:]
         return piece
 
 
-class _Seeded:
-    """``llm`` seen with another seed: what ``Llama._init_sampler`` reads as ``self``."""
+class LlamaView:
+    """``llm`` with some attributes replaced (``LlamaView(llm, _seed=7)``): what llama-cpp-python's own methods
+    read as ``self`` when they are run for one request, or with a call caught instead of run."""
 
-    def __init__(self, llm: Any, seed: int) -> None:
+    def __init__(self, llm: Any, **replaced: Any) -> None:
         self._llm = llm
-        self._seed = seed
+        self.__dict__.update(replaced)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._llm, name)

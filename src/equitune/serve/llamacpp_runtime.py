@@ -14,6 +14,7 @@ The model is not thread-safe: use one runtime per thread, one request at a time.
 from __future__ import annotations
 
 import os
+import random
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,9 +24,10 @@ from typing import Any
 from equitune.errors import EquituneError
 from equitune.llamacpp import LlamaCppLoadError, open_llama
 from equitune.llamacpp import default_threads as default_threads  # re-exported for the server and tests
-from equitune.serve.batched import BatchDecoder, Progress, SequenceRequest, SequenceResult
+from equitune.serve.batched import BatchDecoder, LlamaView, SequenceRequest, SequenceResult
 from equitune.serve.runtime import (
     DEFAULT_BATCH_SIZE,
+    BatchProgress,
     Generation,
     GenerationOptions,
     Message,
@@ -176,7 +178,7 @@ class LlamaCppRuntime:
         options: GenerationOptions | Sequence[GenerationOptions] | None = None,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        progress: Progress | None = None,
+        progress: BatchProgress | None = None,
     ) -> list[Generation]:
         """Complete many conversations, ``batch_size`` decoding together in one llama.cpp context (see
         ``equitune.serve.batched``); the answers in the order of ``conversations``."""
@@ -190,7 +192,7 @@ class LlamaCppRuntime:
         options: GenerationOptions | Sequence[GenerationOptions] | None = None,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        progress: Progress | None = None,
+        progress: BatchProgress | None = None,
     ) -> list[Generation]:
         """Complete many raw prompts together (the batched ``generate``)."""
         opts = options_for(options, len(prompts))
@@ -225,7 +227,9 @@ class LlamaCppRuntime:
         llm = self._loaded()
         try:
             type(llm).create_chat_completion(
-                _CaptureCompletion(llm), messages=[m.as_dict() for m in messages], **self._params(opts)
+                LlamaView(llm, create_completion=_capture),
+                messages=[m.as_dict() for m in messages],
+                **self._params(opts),
             )
         except _Captured as captured:
             return _request_of(captured.kwargs, llm)
@@ -238,15 +242,11 @@ class LlamaCppRuntime:
         llm = self._loaded()
         bos = int(llm.token_bos())
         head = [bos] if llm._model.add_bos_token() and bos != -1 else []
-        tokens = head + list(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)) if prompt else [bos]
-        return _request_of({**self._completion_defaults(), **self._params(opts), "prompt": tokens}, llm)
-
-    @staticmethod
-    def _completion_defaults() -> dict[str, Any]:
-        return {"temperature": 0.8, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0, "top_k": 40}
+        tokens = (head + list(llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True))) if prompt else [bos]
+        return _request_of({**self._params(opts), "prompt": tokens}, llm)
 
     def _run_batch(
-        self, requests: list[SequenceRequest], batch_size: int, progress: Progress | None
+        self, requests: list[SequenceRequest], batch_size: int, progress: BatchProgress | None
     ) -> list[Generation]:
         llm = self._loaded()
         if self._batch is None:
@@ -330,17 +330,9 @@ class _Captured(Exception):
         self.kwargs = kwargs
 
 
-class _CaptureCompletion:
-    """The model seen by llama-cpp-python's chat handler, with ``create_completion`` caught instead of run."""
-
-    def __init__(self, llm: Any) -> None:
-        self._llm = llm
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._llm, name)
-
-    def create_completion(self, **kwargs: Any) -> Any:
-        raise _Captured(kwargs)
+def _capture(**kwargs: Any) -> Any:
+    """``create_completion`` as the chat handler sees it in ``_chat_request``: its keywords caught, nothing run."""
+    raise _Captured(kwargs)
 
 
 _UNSUPPORTED = ("grammar", "logits_processor", "logit_bias", "suffix")
@@ -356,8 +348,6 @@ def _request_of(kwargs: dict[str, Any], llm: Any) -> SequenceRequest:
     stop = kwargs.get("stop") or []
     seed = kwargs.get("seed")
     if seed is None:
-        import random
-
         seed = random.Random(llm._seed).randint(0, 2**32)
     return SequenceRequest(
         prompt_tokens=tuple(int(t) for t in kwargs["prompt"]),
