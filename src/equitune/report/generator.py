@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from equitune.data.blocks import data_block, money, mult, pct, price
 from equitune.data.families import FAMILY_IDS, get_family
@@ -87,6 +87,7 @@ CORRECTED = "[corrected]"
 _MARKER = re.compile(r"\[(?:unverified|corrected|engine rating: [A-Z ]+)\]")
 
 Opener = Callable[..., Runtime]
+_T = TypeVar("_T")
 
 
 # ------------------------------------------------------------------------------------------------ the model
@@ -168,13 +169,7 @@ class ReportEngine:
     def write(self, system: str, prompt: str) -> Generation:
         """One completion of ``prompt`` under the ``system`` prompt with ``options``."""
         messages = [Message("system", system), Message("user", prompt)]
-        runtime = self.runtime
-        try:
-            return runtime.chat(messages, self.options)
-        except EquituneError:
-            raise
-        except Exception as exc:  # a client library's own error (HTTP, llama.cpp): say which model failed
-            raise ModelRuntimeError(f"{runtime.name} model '{self._default_model}' failed to answer: {exc}") from exc
+        return self._answer(lambda runtime: runtime.chat(messages, self.options))
 
     def write_many(
         self, system: str, prompts: Sequence[str], progress: BatchProgress | None = None
@@ -182,12 +177,19 @@ class ReportEngine:
         """Every prompt completed under the ``system`` prompt with ``options``, all in one batch (decoded together
         by llama.cpp, concurrent requests to a server); the answers in the order of ``prompts``."""
         conversations = [[Message("system", system), Message("user", p)] for p in prompts]
+        return self._answer(
+            lambda runtime: chat_many(runtime, conversations, self.options, batch_size=len(prompts), progress=progress)
+        )
+
+    def _answer(self, call: Callable[[Runtime], _T]) -> _T:
+        """``call`` on the open runtime; a client library's own error (HTTP, llama.cpp) becomes a
+        ``ModelRuntimeError`` naming the model."""
         runtime = self.runtime
         try:
-            return chat_many(runtime, conversations, self.options, batch_size=len(prompts), progress=progress)
+            return call(runtime)
         except EquituneError:
             raise
-        except Exception as exc:  # a client library's own error (HTTP, llama.cpp): say which model failed
+        except Exception as exc:
             raise ModelRuntimeError(f"{runtime.name} model '{self._default_model}' failed to answer: {exc}") from exc
 
     def close(self) -> None:
