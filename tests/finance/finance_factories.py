@@ -163,6 +163,26 @@ def widget_peers() -> list[Company]:
     ]
 
 
+def bank_year(**changes: Any) -> dict[str, Any]:
+    """A fiscal year of an invented bank, as ``make_company(latest=..., prior=...)`` takes it: no gross profit,
+    EBITDA, capex or cash flows; net income 150 on common equity 1,000 (ROE 15%), net interest income 300,
+    provisions 20, CET1 12%."""
+    return {
+        "gross_profit": None,
+        "ebitda": None,
+        "capex": None,
+        "operating_cash_flow": None,
+        "free_cash_flow": None,
+        "net_income": 150.0,
+        "total_equity": 1000.0,
+        "common_equity": 1000.0,
+        "net_interest_income": 300.0,
+        "provision_for_credit_losses": 20.0,
+        "cet1_ratio": 0.12,
+        **changes,
+    }
+
+
 def simple_inputs(**changes: object) -> DCFInputs:
     """The DCF worked example of test_dcf.py (3 years, 10% fading to 2%, margin 10%, WACC 10%)."""
     values: dict[str, object] = {

@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from finance_factories import make_company, widget_peers
+from finance_factories import bank_year, make_company, widget_peers
 from pydantic import ValidationError
 
 from equitune.errors import FinanceError
@@ -138,20 +138,7 @@ def test_a_bank_is_valued_on_book_value_against_roe_and_says_so() -> None:
     # Invented bank: common equity 1,000, equity 1,000 both years, net income 150 -> ROE 15%; 100 shares, so
     # BVPS 10.00; beta 1.0 -> ke = 4.5% + 1.0 x 4.33% = 8.83%; g = 2.5%;
     # justified P/B = (15% - 2.5%) / (8.83% - 2.5%) = 1.9747 -> value 19.75 per share.
-    bank_year = {
-        "gross_profit": None,
-        "ebitda": None,
-        "capex": None,
-        "operating_cash_flow": None,
-        "free_cash_flow": None,
-        "net_income": 150.0,
-        "total_equity": 1000.0,
-        "common_equity": 1000.0,
-        "net_interest_income": 300.0,
-        "provision_for_credit_losses": 20.0,
-        "cet1_ratio": 0.12,
-        "eps_diluted": 1.5,
-    }
+    year = bank_year(eps_diluted=1.5)
     bank = make_company(
         sector="Financials",
         sub_industry="Diversified Banks",
@@ -159,8 +146,8 @@ def test_a_bank_is_valued_on_book_value_against_roe_and_says_so() -> None:
         diluted_shares=100.0,
         price=15.0,
         market_cap=1500.0,
-        latest=bank_year,
-        prior=bank_year,
+        latest=year,
+        prior=year,
     )
     result = analyze_company(bank, [bank])
     assert result.method == "excess_return" and result.dcf is None and "not used" in (result.dcf_error or "")

@@ -4,7 +4,7 @@ by hand (each step in the comments), the rules that bound their inputs, and prop
 from __future__ import annotations
 
 import pytest
-from finance_factories import make_company, simple_inputs
+from finance_factories import bank_year, make_company, simple_inputs
 
 from equitune.errors import FinanceError
 from equitune.finance import ValuationAssumptions
@@ -120,19 +120,7 @@ def test_reverse_dcf_under_the_fundamental_model_reprices() -> None:
     assert poor.implied_initial_growth is None and "more growth lowers the value" in poor.notes[0]
 
 
-_BANK_YEAR = {
-    "gross_profit": None,
-    "ebitda": None,
-    "capex": None,
-    "operating_cash_flow": None,
-    "free_cash_flow": None,
-    "net_income": 150.0,
-    "total_equity": 1000.0,
-    "common_equity": 1000.0,
-    "net_interest_income": 300.0,
-    "provision_for_credit_losses": 20.0,
-    "cet1_ratio": 0.12,
-}
+_BANK_YEAR = bank_year()
 
 
 def test_excess_return_worked_example() -> None:
