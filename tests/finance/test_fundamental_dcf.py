@@ -3,6 +3,8 @@ by hand (each step in the comments), the rules that bound their inputs, and prop
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from finance_factories import bank_year, make_company, simple_inputs
 
@@ -169,3 +171,16 @@ def test_dividend_discount_worked_examples() -> None:
         dividend_discount_value(make_company(sector="Utilities", latest={"dividends_per_share": 0.0}), 0.08, a)
     values = [dividend_discount_value(grown, k, a).value_per_share for k in (0.06, 0.08, 0.10)]
     assert values == sorted(values, reverse=True)
+
+
+def test_dividend_growth_that_overflows_is_no_history() -> None:
+    # A prior dividend of 1e-309 (what the property test found) would make the growth infinite: it is treated as
+    # no usable history, so growth comes from payout x ROE and the valuation stays finite.
+    a = ValuationAssumptions(terminal_growth=0.03, explicit_years=2, high_growth_years=1)
+    year = {"dividends_per_share": 1.0, "net_income": 200.0, "total_equity": 1000.0}
+    tiny = make_company(
+        sector="Utilities", diluted_shares=100.0, latest=year, prior={**year, "dividends_per_share": 1e-309}
+    )
+    result = dividend_discount_value(tiny, 0.08, a)
+    assert result.historical_growth is None
+    assert math.isfinite(result.value_per_share)

@@ -33,6 +33,7 @@ from equitune.finance.assumptions import ValuationAssumptions
 from equitune.finance.base import ResultModel, clamp, number_word, positive_div
 from equitune.finance.dcf import SensitivityTable, staged_growth_path
 from equitune.finance.inputs import latest_year, market_data
+from equitune.finance.ratios import cagr
 from equitune.market.models import Company
 
 IntrinsicMethod = Literal["dcf", "excess_return", "ddm"]
@@ -193,9 +194,7 @@ def dividend_discount_value(
     roe = _roe(company)
     sustainable = (1.0 - payout) * roe if payout is not None and roe is not None else None
     history = [y.dividends_per_share for y in company.financials if y.dividends_per_share is not None]
-    hist = None
-    if len(history) >= 2 and history[-1] > 0:
-        hist = (history[0] / history[-1]) ** (1.0 / (len(history) - 1)) - 1.0
+    hist = cagr(history[-1], history[0], len(history) - 1) if len(history) >= 2 else None
     notes: list[str] = []
     low, high = a.min_initial_growth, a.max_initial_growth
     if hist is not None:
