@@ -641,7 +641,7 @@ def _print_evaluation(run: Any, as_json: bool) -> None:
     source = results["settings"]["prompts_source"]
     table = Table(title=f"{results['mode']}: {len(results['prompts'])} prompts ({source})")
     columns = ("model", "runtime", "score", "tier", "fin.acc", "reason", "depth", "struct")
-    for column in (*columns, "halluc.", "derived err", "key facts", "tok/s"):
+    for column in (*columns, "halluc.", "derived err", "key facts", "repet.", "misbound", "tok/s"):
         table.add_column(column, justify="left" if column in ("model", "runtime", "tier") else "right")
     for model in results["models"]:
         s = model["summary"]
@@ -655,6 +655,8 @@ def _print_evaluation(run: Any, as_json: bool) -> None:
             num(s["hallucination_rate"], "{:.1%}"),
             num(s["derived_error_rate"], "{:.1%}"),
             num(s["key_fact_coverage"], "{:.1%}"),
+            num(s.get("repetition"), "{:.1%}"),
+            num(s.get("misbound"), "{:.0f}"),
             num(generation_rate(model["generation"])),
         )
     console.print(table)

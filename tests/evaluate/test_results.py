@@ -433,10 +433,11 @@ def test_render_markdown_reports_models_families_comparison_and_judge(results: d
     assert lines[0] == "# Evaluation results: 20261126-011500-benchmark"
     assert "| Temperature | 0 |" in lines
     assert "| Bootstrap | 10000 resamples, 95% confidence |" in lines
-    # mean 70.58, std of (72.5, 81, 58.25) = 11.49, categories, rates, tokens/s
+    # mean 70.58, std of (72.5, 81, 58.25) = 11.49, categories, rates, tokens/s; a file written before the
+    # repetition and binding counts shows them as n/a
     assert (
         f"| {CANDIDATE} | candidate | llama.cpp | 3 | 70.6 | 11.5 | Good | 68.3 | 71.7 | 66.3 | 77.3 "
-        "| 10.0% | 12.5% | 76.7% | 112.3 |"
+        "| 10.0% | 12.5% | 76.7% | n/a | n/a | 112.3 |"
     ) in lines
     assert f"| {BASELINE} | baseline | ollama | 3 | 51.8 | 10.5 | Acceptable |" in text
     assert f"| Task | {CANDIDATE} | {BASELINE} |" in lines

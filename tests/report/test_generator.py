@@ -232,6 +232,24 @@ def test_review_section_flags_a_wrong_figure_it_cannot_attribute(ctx: ExampleCon
     assert section.flags[0].expected and f"97.5% {UNVERIFIED}" in section.final
 
 
+def test_review_section_flags_a_figure_in_a_unit_its_quantity_never_has(ctx: ExampleContext) -> None:
+    income = money(ctx.company.latest.net_income)  # a real amount, stated as a cost of equity
+    text = f"The cost of equity is estimated to be around {income}."
+    section = gen.review_section(text, ctx, key="financial_analysis", title="Financial Analysis")
+    assert section.corrections == []  # a percentage cannot mend a dollar amount: kept and marked
+    assert [(f.text, f.kind) for f in section.flags] == [(income, "derived_wrong")]
+    assert "percentage" in section.flags[0].reason and f"{income} {UNVERIFIED}" in section.final
+
+
+def test_a_repetitive_section_carries_a_note_for_the_reader(ctx: ExampleContext) -> None:
+    line = f"The price target is {price(ctx.analysis.target.price_target)}, which we set from the blend."
+    looped = gen.review_section("\n".join([line] * 4), ctx, key="executive_summary", title="Executive Summary")
+    assert looped.readability.repetition > 0.5
+    assert any("repeats itself" in n for n in looped.notes())
+    clean = gen.review_section(line, ctx, key="executive_summary", title="Executive Summary")
+    assert clean.notes() == []
+
+
 # ------------------------------------------------------------------------------------------- assembly
 
 

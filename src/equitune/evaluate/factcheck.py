@@ -20,8 +20,17 @@ units, fiscal years, dates; bare small counts are skipped) gets one label:
 The named quantity comes from ``QUANTITIES``, a keyword table: a figure is attributed to the keyword written
 right before it ("WACC of 9.1%", "**Upside:** +12.0%", "| Gross margin | 41.9% |") when only linking words
 (``LINK_WORDS``: of, is, was, at, to, ...) and markdown stand between them, or right after it ("the 8.8% WACC",
-"the $85.32 share price") when only spaces do. Anything else is not attributed and is checked by value alone,
-so prose never gets a figure pinned on the wrong quantity.
+"the $85.32 share price") when only spaces do; a figure that opens a table cell is attributed to the cell's
+column header, else its row label ("| Revenue | $391.0B | $383.3B |" binds both). The figure is checked in its
+quantity's unit (a bare number as percentage points, a multiple or dollars). When the only keyword before it
+(or its cell's header or label) names a quantity of another unit ("the cost of equity is around $93.7B", "ROIC:
+$50.57", "a DCF value of -23.3%"), the figure is **misbound**: ``derived_wrong`` (or ``unsupported`` for a
+reported quantity) with ``misbound`` set, whatever other fact it equals; keywords that also serve as verbs or
+labels (``LOOSE_KEYWORDS``: "trades at 41.2x earnings", "grew to $391.0B") never misbind. A signed percentage
+right by a level is read as its change ("revenue +2.0%", a "vs price" column as the upside) when it matches it.
+A figure bound to a quantity the data holds no value of (a dividend yield: the engine computes none) is
+unsupported unless the prompt gave it. Fiscal years, dates and basis points (shifts) bind to nothing. Anything
+else is not attributed, checked by value alone and counted (``FactCheckResult.unattributed``).
 
 On top of the labels, three internal-consistency checks compare the report with itself (each ``pass``,
 ``fail`` or ``skip`` with the numbers): stated upside = stated target / stated price - 1 within the rounding
@@ -52,6 +61,8 @@ if TYPE_CHECKING:
     from equitune.data.context import ExampleContext
 
 Label = Literal["grounded", "derived_correct", "derived_wrong", "unsupported"]
+# Calendar labels (FY2024, 2024-12-31): grounded when in the data, never the value of a quantity.
+CALENDAR_KINDS = frozenset({"year", "date"})
 LABELS: tuple[Label, ...] = ("grounded", "derived_correct", "derived_wrong", "unsupported")
 Status = Literal["pass", "fail", "skip"]
 Sign = Literal["any", "as_written", "negated"]
@@ -582,6 +593,14 @@ QUANTITIES: tuple[Quantity, ...] = (
         ("dividends_per_share",),
         derived=False,
     ),
+    # The engine computes no dividend yield: a yield the prompt did not give is unsupported, whatever its value.
+    Quantity(
+        "dividend_yield",
+        "dividend yield",
+        ("dividend yield",),
+        _PERCENT,
+        (),
+    ),
     Quantity(
         "diluted_shares",
         "diluted shares",
@@ -600,6 +619,16 @@ LINK_WORDS = frozenset(
         "the", "a", "an", "our", "its", "their", "about", "approximately", "around", "roughly", "nearly", "be",
         "would", "will", "equal", "equals", "per", "share", "currently", "now", "just", "only", "from", "by",
         "estimated", "implied", "reported", "stated", "set", "value", "rate",
+    }
+)  # fmt: skip
+# Keywords that also serve as verbs or labels ("trades at 41.2x earnings", "grew to $391.0B", "Buy at or above
+# $177.27", "bear case -35.3%", "a DCF at 9.4%"): a figure in another unit after them is not their quantity's,
+# so it is left unattributed rather than called misbound.
+LOOSE_KEYWORDS = frozenset(
+    {
+        "trading at", "trades at", "target", "growth", "grew", "grows", "return of", "at or above", "sell below",
+        "buy above", "band", "book", "justified", "leverage", "equity is", "credit costs", "provision", "provisions",
+        "dividend", "dividends", "bull case", "bear case", "base case", "comparables", "comps", "dcf", "cash",
     }
 )  # fmt: skip
 _GAP_CHARS = " \t*_:|=~,\u2248"
@@ -646,6 +675,7 @@ for _q in QUANTITIES:
         if normalise_keyword(_k) in _KEYWORD_QUANTITY and _KEYWORD_QUANTITY[normalise_keyword(_k)] is not _q:
             raise ValueError(f"keyword {_k!r} names two quantities")
         _KEYWORD_QUANTITY[normalise_keyword(_k)] = _q
+_LOOSE = frozenset(normalise_keyword(k) for k in LOOSE_KEYWORDS)
 _TRIE = trie_pattern(sorted(_KEYWORD_QUANTITY))
 _FIRST = re.escape("".join(sorted({k[0] for k in _KEYWORD_QUANTITY})))
 # Matched on the lower-cased text (twice as fast as IGNORECASE); the leading character class lets the regex
@@ -854,6 +884,7 @@ class FigureCheck(NamedTuple):
     facts: tuple[str, ...] = ()
     expected: tuple[str, ...] = ()
     reason: str = ""
+    misbound: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -868,6 +899,7 @@ class FigureCheck(NamedTuple):
             "facts": list(self.facts),
             "expected": list(self.expected),
             "reason": self.reason,
+            "misbound": self.misbound,
         }
 
 
@@ -942,6 +974,16 @@ class FactCheckResult:
         return self.count("derived_wrong") / derived if derived else None
 
     @property
+    def misbound(self) -> int:
+        """Figures stated for a quantity in a unit it never has ("a cost of equity of $93.7B", "ROIC: $50.57")."""
+        return sum(1 for f in self.figures if f.misbound)
+
+    @property
+    def unattributed(self) -> int:
+        """Figures (other than fiscal years and dates) bound to no quantity: checked by value alone."""
+        return sum(1 for f in self.figures if f.quantity is None and f.kind not in CALENDAR_KINDS)
+
+    @property
     def key_fact_coverage(self) -> float | None:
         """Share of the task's key facts the text states (None when the task has none that apply)."""
         return sum(k.covered for k in self.key_facts) / len(self.key_facts) if self.key_facts else None
@@ -956,6 +998,8 @@ class FactCheckResult:
             "hallucination_rate": self.hallucination_rate,
             "derived_error_rate": self.derived_error_rate,
             "key_fact_coverage": self.key_fact_coverage,
+            "misbound": self.misbound,
+            "unattributed": self.unattributed,
             "stated": dict(self.stated),
             "stated_ratings": list(self.stated_ratings),
             "engine": dict(self.engine),
@@ -1219,19 +1263,48 @@ def _label(text: str, figures: list[Figure], sheet: FactSheet, prompt: str) -> l
     mentions = _mentions(text)
     starts = [m.start for m in mentions]
     index = _index(sheet)
+    tables = _Tables(text, mentions, starts)
     given: list[Figure] | None = None
     found: list[_Found] = []
     attributed: dict[int, _Mention] = {}
     for i, figure in enumerate(figures):
-        mention = _attribution(text, figures, i, mentions, starts, attributed)
-        if mention is not None:
-            attributed[i] = mention
+        binding = _attribution(text, figures, i, mentions, starts, attributed, tables)
+        if binding is not None and binding[0].keyword.startswith(_INFERRED):
+            inferred = _inferred(index, figure, binding[0], text)
+            if inferred is not None:
+                attributed[i] = binding[0]
+                found.append(inferred)
+                continue
+            binding = None
+        if binding is not None:
+            mention, fits = binding
             quantity = mention.quantity
+            if not fits:
+                found.append(_misbound(index, figure, quantity, mention.keyword))
+                continue
+            attributed[i] = mention
+            as_unit = _in_unit(figure, quantity)
             candidates = index.by_quantity.get(quantity.name)
             if candidates:
                 base_ok = partial(_base_case_allowed, text, figure.start)
-                found.append(_named(index, figure, quantity, mention.keyword, candidates, base_ok))
+                named = _named(index, as_unit, quantity, mention.keyword, candidates, base_ok)
+                if as_unit is not figure:  # checked in the quantity's unit, reported as written
+                    named = named._replace(check=named.check._replace(kind=figure.kind, value=figure.value))
+                found.append(named)
                 continue
+            if given is None and prompt:
+                given = [f for f in extract_figures(prompt) if f.kind != "count"]
+            if any(g.kind == as_unit.kind and as_unit.matches(g.value) for g in given or ()):
+                reason = "given in the prompt"
+                check = FigureCheck(*_base(figure), "grounded", quantity.name, mention.keyword, reason=reason)
+                found.append(_Found(figure, check, figure.value))
+                continue
+            # The data holds no value of the quantity the text names ("a dividend yield of 0.4%" where the engine
+            # computes none): the figure cannot be traced, whatever other fact it happens to equal.
+            reason = f"the text names {quantity.label} ('{mention.keyword}'), which the data holds no value of"
+            check = FigureCheck(*_base(figure), "unsupported", quantity.name, mention.keyword, reason=reason)
+            found.append(_Found(figure, check, figure.value))
+            continue
         key = (figure.raw, figure.kind)
         if key not in index.general:
             matched = sheet.check(figure)
@@ -1252,8 +1325,131 @@ def _label(text: str, figures: list[Figure], sheet: FactSheet, prompt: str) -> l
     return found
 
 
+def _inferred(index: _SheetIndex, figure: Figure, mention: _Mention, text: str) -> _Found | None:
+    """A signed percentage read as the change of the level next to it, when it matches that change; else None
+    (it is then checked by value alone)."""
+    quantity = mention.quantity
+    candidates = index.by_quantity.get(quantity.name)
+    if not candidates:
+        return None
+    keyword = mention.keyword.removeprefix(_INFERRED)
+    named = _named(index, figure, quantity, keyword, candidates, partial(_base_case_allowed, text, figure.start))
+    return named if named.check.label in ("grounded", "derived_correct") else None
+
+
 def _base(figure: Figure) -> tuple[str, str, float, int, int]:
     return figure.raw, figure.kind, figure.value, figure.start, figure.end
+
+
+_UNIT_WORDS = {
+    "currency": "an amount of money",
+    "percent": "a percentage",
+    "bp": "basis points",
+    "multiple": "a multiple",
+    "number": "a plain number",
+}
+
+
+def _fits(kind: str, quantity: Quantity) -> bool:
+    """Whether a figure of ``kind`` can state ``quantity``: its own kinds, and a bare number for a percentage, a
+    multiple or a per-share amount (a table's "| Gross margin | 46.2 |")."""
+    kinds = quantity.kinds
+    return kind in kinds or (kind == "number" and not kinds.isdisjoint(("percent", "multiple", "currency")))
+
+
+def _in_unit(figure: Figure, quantity: Quantity) -> Figure:
+    """``figure`` read in ``quantity``'s unit: a bare number as percentage points, a multiple or dollars."""
+    if figure.kind != "number" or "number" in quantity.kinds:
+        return figure
+    if "percent" in quantity.kinds:
+        return figure._replace(kind="percent", value=figure.value / 100, tolerance=figure.tolerance / 100)
+    return figure._replace(kind="multiple" if "multiple" in quantity.kinds else "currency")
+
+
+def _misbound(index: _SheetIndex, figure: Figure, quantity: Quantity, keyword: str) -> _Found:
+    """A figure stated for ``quantity`` in a unit the quantity never has: wrong, with the quantity's values."""
+    candidates = index.by_quantity.get(quantity.name, [])
+    expected = tuple(dict.fromkeys(write_fact(f) for f in sorted(candidates, key=_priority)))[:3]
+    units = " or ".join(sorted({_UNIT_WORDS[k] for k in quantity.kinds}))
+    reason = (
+        f"the text names {quantity.label} ('{keyword}'), which is {units}, "
+        f"but states {figure.raw}, {_UNIT_WORDS.get(figure.kind, figure.kind)}"
+    )
+    label: Label = "derived_wrong" if quantity.derived else "unsupported"
+    check = FigureCheck(*_base(figure), label, quantity.name, keyword, (), expected, reason, misbound=True)
+    return _Found(figure, check, figure.value)
+
+
+class _Tables:
+    """The markdown tables of a text: for a figure that opens a cell of a body row, the quantity its row label
+    names (the first cell) and the one its column header names. Built lazily, once per text."""
+
+    def __init__(self, text: str, mentions: list[_Mention], starts: list[int]) -> None:
+        self.text, self.mentions, self.starts = text, mentions, starts
+        self._headers: dict[int, list[tuple[int, int]]] | None = None  # body line start -> header cell spans
+
+    def _build(self) -> dict[int, list[tuple[int, int]]]:
+        headers: dict[int, list[tuple[int, int]]] = {}
+        lines: list[tuple[int, str]] = []
+        offset = 0
+        for line in self.text.split("\n"):
+            lines.append((offset, line))
+            offset += len(line) + 1
+        k = 0
+        while k < len(lines):
+            start, line = lines[k]
+            if _is_row(line) and k + 1 < len(lines) and _SEPARATOR.fullmatch(lines[k + 1][1].strip()):
+                header = _cells(start, line)
+                k += 2
+                while k < len(lines) and _is_row(lines[k][1]):
+                    headers[lines[k][0]] = header
+                    k += 1
+                continue
+            k += 1
+        return headers
+
+    def binding(self, figure: Figure) -> tuple[_Mention | None, _Mention | None]:
+        """(row-label mention, column-header mention) of a figure that opens a body cell, else (None, None)."""
+        text = self.text
+        line_start = text.rfind("\n", 0, figure.start) + 1
+        if not text.startswith("|", line_start) and not text[line_start : figure.start].lstrip().startswith("|"):
+            return None, None
+        if self._headers is None:
+            self._headers = self._build()
+        header = self._headers.get(line_start)
+        if header is None:
+            return None, None
+        line_end = text.find("\n", figure.start)
+        cells = _cells(line_start, text[line_start : line_end if line_end >= 0 else len(text)])
+        column = next((c for c, (lo, hi) in enumerate(cells) if lo <= figure.start < hi), None)
+        if column is None:
+            return None, None
+        lo = cells[column][0]
+        if text[lo : figure.start].strip(" \t*_") not in ("", "+", "-", "\u2212", "(", "$"):
+            return None, None  # not the cell's first figure: its own words bind it, if any do
+        row = self._first(*cells[0]) if column > 0 else None
+        col = self._first(*header[column]) if column < len(header) else None
+        return row, col
+
+    def _first(self, lo: int, hi: int) -> _Mention | None:
+        j = bisect.bisect_left(self.starts, lo)
+        if j < len(self.mentions) and self.mentions[j].end <= hi:
+            return self.mentions[j]
+        return None
+
+
+_SEPARATOR = re.compile(r"\|?\s*:?-{2,}:?\s*(?:\|\s*:?-{2,}:?\s*)*\|?")
+
+
+def _is_row(line: str) -> bool:
+    stripped = line.strip()
+    return stripped.startswith("|") and stripped.endswith("|") and len(stripped) > 1
+
+
+def _cells(offset: int, line: str) -> list[tuple[int, int]]:
+    """(start, end) in the text of each cell of a table row (between the pipes)."""
+    bars = [i for i, char in enumerate(line) if char == "|"]
+    return [(offset + a + 1, offset + b) for a, b in zip(bars, bars[1:], strict=False)]
 
 
 def _attribution(
@@ -1263,20 +1459,29 @@ def _attribution(
     mentions: list[_Mention],
     starts: list[int],
     attributed: dict[int, _Mention],
-) -> _Mention | None:
-    """The keyword that names figure ``i``: right before it, with only linking words between, or else right
-    after it, with only spaces between; a percentage in brackets right after a named target or scenario value
-    is its upside. None when none of these holds (or the keyword's quantity is not of the figure's kind)."""
+    tables: _Tables,
+) -> tuple[_Mention, bool] | None:
+    """The keyword that names figure ``i``, and whether the figure's unit fits its quantity.
+
+    In order: the keyword right before it, with only linking words between, or else right after it, with only
+    spaces between, when the unit fits; a percentage in brackets right after a named target or scenario value (its
+    upside); the row label, else the column header, of the table cell the figure opens, when the unit fits. Failing
+    those, a keyword right before it (or the cell's row label or column header) whose quantity is in another unit
+    binds it as misbound ("cost of equity of $93.7B"), unless the keyword also serves as a verb or label
+    (``LOOSE_KEYWORDS``). Fiscal years and dates are calendar labels and bind to nothing. None when nothing binds."""
     figure = figures[i]
+    if figure.kind in CALENDAR_KINDS or figure.kind == "bp":  # basis points state shifts, not a level
+        return None
     line_start = text.rfind("\n", 0, figure.start) + 1
     floor = max(line_start, figures[i - 1].end if i else 0)
     j = bisect.bisect_left(starts, figure.start) - 1
     while j >= 0 and mentions[j].end > figure.start:  # a keyword overlapping the figure is no name for it
         j -= 1
-    if j >= 0 and mentions[j].start >= floor:
+    before = None
+    if j >= 0 and mentions[j].start >= floor and _links_only(text[mentions[j].end : figure.start]):
         before = mentions[j]
-        if figure.kind in before.quantity.kinds and _links_only(text[before.end : figure.start]):
-            return before
+        if _fits(figure.kind, before.quantity):
+            return before, True
     if (
         i
         and figure.kind == "percent"
@@ -1286,7 +1491,7 @@ def _attribution(
         # "price target $170.68 (+12.2%)", "bear $68.43 (-16.9%)": the upside to the value just named.
         previous = attributed.get(i - 1)
         if previous is not None and previous.quantity.name in ("price_target", "scenario_value"):
-            return _Mention(figure.start, figure.start, QUANTITY_BY_NAME["upside"], "(upside)")
+            return _Mention(figure.start, figure.start, QUANTITY_BY_NAME["upside"], "(upside)"), True
     k = bisect.bisect_left(starts, figure.end)
     if k < len(mentions):
         after = mentions[k]
@@ -1296,8 +1501,54 @@ def _attribution(
             and figure.kind in after.quantity.kinds
             and _AFTER_GAP.fullmatch(text, figure.end, after.start)
         ):
-            return after
+            return after, True
+    row, column = tables.binding(figure)
+    for cell in (column, row):  # a column header over a row label: peer tables are labelled by company
+        if cell is not None and _fits(figure.kind, cell.quantity):
+            return cell, True
+    for named in (before, column, row):
+        if named is None:
+            continue
+        if figure.kind == "percent" and named.quantity.kinds <= _LEVEL_KINDS:
+            # A signed percentage right by a level is its change ("revenue +2.0%", "| EPS | $6.08 | $6.13 | -0.8%
+            # |", a "vs price" column): checked as that change where the data has one. Any other percentage by a
+            # per-share amount is misbound; by a company total ("EBITDA 31.1%" in a list of margins, "55.0% of
+            # revenue", "NII / revenue") it is left unattributed.
+            change = _CHANGE_OF.get(named.quantity.name)
+            adjacent = named is not before or not text[named.end : figure.start].strip(" \t*_:")
+            if change is not None and _signed(figure) and adjacent and not _ratio_part(text, named):
+                return named._replace(quantity=QUANTITY_BY_NAME[change], keyword=_INFERRED + named.keyword), True
+            if named.quantity.kinds != _CURRENCY or normalise_keyword(named.keyword) in _LOOSE:
+                continue
+            return named, False  # a per-share amount stated as a percentage ("a DCF value of -23.3%")
+        if normalise_keyword(named.keyword) not in _LOOSE:
+            return named, False
     return None
+
+
+# Marks a binding inferred from a level's keyword (a signed percentage read as its change): a value that does not
+# match the change is checked by value alone, since "EBITDA -18.3%" may as well be a margin.
+_INFERRED = "\x00"
+
+
+def _ratio_part(text: str, mention: _Mention) -> bool:
+    """Whether the keyword is one side of a ratio ("net interest income / revenue", "FCF/revenue")."""
+    return "/" in text[max(0, mention.start - 3) : mention.start] or "/" in text[mention.end : mention.end + 3]
+
+
+_LEVEL_KINDS = frozenset({"currency", "number"})
+# The quantity a percentage next to a level states: a growth rate, or the upside of a value against the price.
+_CHANGE_OF = {
+    "revenue": "revenue_growth",
+    "eps": "eps_growth",
+    "ebitda": "ebitda_growth",
+    "price": "upside",
+    "price_target": "upside",
+    "scenario_value": "upside",
+    "sector_value": "upside",
+    "dcf_value": "upside",
+    "comps_value": "upside",
+}
 
 
 def _label_of(matched: list[Fact]) -> Label:

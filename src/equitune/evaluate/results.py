@@ -185,6 +185,18 @@ class Summary(_Strict):
     unsupported: Count = Field(description="Figures that match neither the data nor an engine output.")
     derived_wrong: Count = Field(description="Figures that state an engine output with the wrong value.")
     failed_consistency: Count = Field(description="Internal-consistency checks that failed.")
+    misbound: Count | None = Field(
+        default=None, description="Figures stated for a quantity in a unit it never has; null in older files."
+    )
+    unattributed: Count | None = Field(
+        default=None, description="Figures bound to no quantity (checked by value alone); null in older files."
+    )
+    repetition: Rate | None = Field(
+        default=None, description="Mean per-answer repetition (repeated lines or word 5-grams); null in older files."
+    )
+    repetitive: Count | None = Field(
+        default=None, description="Answers whose repetition caps them at Poor; null in older files."
+    )
 
 
 class ModelResult(_Strict):
@@ -396,6 +408,8 @@ def _summary_problems(where: str, summary: Summary) -> list[str]:
         if (getattr(summary.categories, name) is None) != empty:
             state = "null" if empty else "a value"
             problems.append(f"{where}.categories.{name}: must be {state} when outputs is {summary.outputs}")
+    if summary.repetitive is not None and summary.repetitive > summary.outputs:
+        problems.append(f"{where}.repetitive: {summary.repetitive} exceeds outputs ({summary.outputs})")
     if (
         summary.mean_score is not None
         and summary.tier is not None
@@ -403,8 +417,8 @@ def _summary_problems(where: str, summary: Summary) -> list[str]:
     ):
         expected = tier_for(summary.mean_score).name
         problems.append(f"{where}.tier: '{summary.tier}' does not match mean_score {summary.mean_score} ({expected})")
-    for name in ("unsupported", "derived_wrong"):
-        if getattr(summary, name) > summary.figures:
+    for name in ("unsupported", "derived_wrong", "misbound", "unattributed"):
+        if (getattr(summary, name) or 0) > summary.figures:
             problems.append(f"{where}.{name}: {getattr(summary, name)} exceeds figures ({summary.figures})")
     return problems
 
@@ -589,6 +603,8 @@ def _model_rows(results: EvaluationResults) -> tuple[list[str], list[list[object
         "Tier",
         *(CATEGORY_TITLES[c] for c in CATEGORIES),
         *(RATE_TITLES[r] for r in RATE_NAMES),
+        "Repetition",
+        "Misbound / unattributed",
         "Tokens/s",
     ]
     rows: list[list[object]] = []
@@ -606,6 +622,8 @@ def _model_rows(results: EvaluationResults) -> tuple[list[str], list[list[object
                 s.tier or "n/a",
                 *(_score(getattr(s.categories, c)) for c in CATEGORIES),
                 *(_pct(getattr(s, r)) for r in RATE_NAMES),
+                _pct(s.repetition),
+                "n/a" if s.misbound is None else f"{s.misbound} / {s.unattributed} of {s.figures}",
                 "n/a" if tps is None else f"{tps:.1f}",
             ]
         )
@@ -680,7 +698,9 @@ def render_markdown(results: EvaluationResults | dict[str, Any]) -> str:
     out += ["## Models", "", markdown_table(headers, rows)]
     out.append(
         "Scores are 0-100; rates are per-answer means: hallucination = unsupported / all figures, derived error = "
-        "wrong / stated engine outputs, coverage = key facts stated.\n"
+        "wrong / stated engine outputs, coverage = key facts stated, repetition = repeated lines or word 5-grams. "
+        "Misbound figures are stated in a unit their quantity never has; unattributed ones are bound to no "
+        "quantity and checked by value alone.\n"
     )
     t_headers, t_rows = _task_rows(res)
     if t_rows:

@@ -16,6 +16,12 @@ Wrong numbers also cap the total (``CAPS``, listed with the score): a figure tha
 quantity it names caps it at 79 (not production ready), more than 10% wrong or unsupported figures at 64,
 more than 25% at 49 - a well-formatted report with wrong figures must not score as a good one.
 
+Text must read as text (``equitune.evaluate.readability``): repetition, a restated instruction or pasted DATA
+block, and figures with no sentence around them are *factor* checks of the structure category, which multiply
+its score by the share they earn (a flaw can only cost). Unreadable text is capped at 49 whatever its figures
+(``READABILITY_CAPS``): two or more figures stated in a unit their quantity never has, repetition over 20%, or
+more than 40% of the words pasted from the DATA block.
+
 Not every check applies to every task (``CHECKS`` / ``APPLIES_TO``): the rating, target-with-upside and
 rating-consistency checks apply to the executive summary, valuation, investment thesis and risk assessment (an
 industry or financial analysis carries no rating); the DCF check to the valuation, executive summary and risk
@@ -49,6 +55,7 @@ from equitune.evaluate.factcheck import (
     normalise_keyword,
     trie_pattern,
 )
+from equitune.evaluate.readability import NGRAM, Readability, readability
 from equitune.evaluate.weights import CATEGORIES as CATEGORIES
 from equitune.evaluate.weights import DEFAULT_WEIGHTS as DEFAULT_WEIGHTS
 from equitune.evaluate.weights import TIERS as TIERS
@@ -65,7 +72,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Check:
-    """One named check: points earned out of ``points``, passed or not, and why."""
+    """One named check: points earned out of ``points``, passed or not, and why. A ``factor`` check earns no
+    points: the category's score is multiplied by its ``earned`` share (1 keeps it whole), so a flaw it finds
+    can only take points away."""
 
     category: str
     name: str
@@ -73,6 +82,7 @@ class Check:
     earned: float
     passed: bool
     reason: str
+    factor: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +92,7 @@ class Check:
             "earned": round(self.earned, 3),
             "passed": self.passed,
             "reason": self.reason,
+            "factor": self.factor,
         }
 
 
@@ -142,6 +153,7 @@ class RubricScore:
     fact_check: FactCheckResult
     uncapped_score: float = 0.0
     caps: list[Cap] = field(default_factory=list)
+    readability: Readability | None = None
 
     @property
     def checks(self) -> list[Check]:
@@ -168,6 +180,7 @@ class RubricScore:
             "caps": [c.to_dict() for c in self.caps],
             "categories": {c.name: c.to_dict() for c in self.categories},
             "fact_check": fc,
+            "readability": self.readability.to_dict() if self.readability is not None else None,
         }
 
 
@@ -188,6 +201,7 @@ class _Report:
     fc: FactCheckResult
     sheet: FactSheet
     context: ExampleContext | None
+    readability: Readability
     lines: list[str] = field(default_factory=list)
     line_starts: list[int] = field(default_factory=list)
     headers: list[tuple[int, str, int]] = field(default_factory=list)  # (level, title, line number)
@@ -209,9 +223,15 @@ class _Report:
 
     @classmethod
     def build(
-        cls, text: str, family: str, fc: FactCheckResult, sheet: FactSheet, context: ExampleContext | None
+        cls,
+        text: str,
+        family: str,
+        fc: FactCheckResult,
+        sheet: FactSheet,
+        context: ExampleContext | None,
+        prompt: str = "",
     ) -> _Report:
-        report = cls(text, text.lower(), family, fc, sheet, context)
+        report = cls(text, text.lower(), family, fc, sheet, context, readability(text, prompt, fc.figures))
         offset = 0
         for number, line in enumerate(text.split("\n")):
             report.lines.append(line)
@@ -944,6 +964,43 @@ def _disclaimer(r: _Report) -> Outcome:
     return 0.0, "no disclaimer that this is not investment advice"
 
 
+# Readability (``equitune.evaluate.readability``): the task families' reference answers repeat at most 7% of
+# their word 5-grams and no line, restate no instruction and copy at most 8% of their words from the DATA block.
+REPETITION_FREE = 0.10  # full points up to this repetition
+REPETITION_NONE = 0.30  # no points from this repetition
+COPIED_FREE = 0.15  # full points up to this share of words copied from the DATA block
+COPIED_NONE = 0.50
+
+
+def _no_repetition(r: _Report) -> Outcome:
+    rd = r.readability
+    if not rd.ngrams:
+        return "too short to measure repetition"
+    earned = 1.0 - _frac(rd.repetition - REPETITION_FREE, REPETITION_NONE - REPETITION_FREE)
+    return earned, (
+        f"{rd.repeated_lines} of {rd.lines} lines repeat an earlier line ({rd.repeated_line_share:.0%}); "
+        f"{rd.repeated_ngram_share:.0%} of word {NGRAM}-grams repeat"
+    )
+
+
+def _own_words(r: _Report) -> Outcome:
+    rd = r.readability
+    if rd.restates_instruction:
+        return 0.0, f"restates its instruction ({rd.restated_words} words: '{rd.restated}')"
+    earned = 1.0 - _frac(rd.copied_share - COPIED_FREE, COPIED_NONE - COPIED_FREE)
+    return earned, f"{rd.copied_share:.0%} of its words are DATA lines copied whole; the instruction is not restated"
+
+
+def _figures_in_sentences(r: _Report) -> Outcome:
+    rd = r.readability
+    if not r.fc.figures:
+        return "no figures"
+    if not rd.bare_figures:
+        return 1.0, "every figure is named or sits in a sentence"
+    shown = "; ".join(f"'{line[:60]}'" for line in rd.bare_examples)
+    return 1.0 - _frac(rd.bare_figures, 3), f"{rd.bare_figures} figure(s) with no sentence or name around them: {shown}"
+
+
 # The words the rubric looks for (financial terms, judgements, reasoning links, sector terms), found in one pass.
 _LEXICON: dict[str, set[str]] = {}
 
@@ -1002,6 +1059,7 @@ class CheckSpec:
     run: Callable[[_Report], Outcome]
     description: str
     pass_at: float = 0.999  # the share of its points a check must earn to pass
+    factor: bool = False  # multiplies the category's score by the share it earns instead of adding points
 
 
 CHECKS: tuple[CheckSpec, ...] = (
@@ -1070,6 +1128,14 @@ CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec("structure_quality", "sections", 35, _ALL, _sections, "the task's institutional sections (SECTIONS)"),
     CheckSpec("structure_quality", "length", 15, _ALL, _length, "length within the task's band (LENGTH_BANDS)"),
     CheckSpec("structure_quality", "disclaimer", 15, _ALL, _disclaimer, "last line: not investment advice"),
+    # Readability factors: each multiplies the structure score by the share it earns (a flaw only costs).
+    CheckSpec("structure_quality", "no_repetition", 1, _ALL, _no_repetition,
+              "no repeated lines or phrases (factor 1 up to 10% repetition, 0 from 30%)", factor=True),
+    CheckSpec("structure_quality", "own_words", 1, _ALL, _own_words,
+              "the instruction not restated, the DATA block not pasted back (factor 0 / 1 - excess copied share)",
+              factor=True),
+    CheckSpec("structure_quality", "figures_in_sentences", 1, _ALL, _figures_in_sentences,
+              "every figure named or in a sentence (factor 1 - bare figures / 3)", factor=True),
 )  # fmt: skip
 APPLIES_TO: dict[str, frozenset[str]] = {spec.name: spec.applies_to for spec in CHECKS}
 
@@ -1094,7 +1160,7 @@ def score_report(
     fc = fact_check(text, context_or_facts, family=task, prompt=prompt, bands=bands)
     sheet = context_or_facts if isinstance(context_or_facts, FactSheet) else context_or_facts.facts
     context = None if isinstance(context_or_facts, FactSheet) else context_or_facts
-    report = _Report.build(text, task, fc, sheet, context)
+    report = _Report.build(text, task, fc, sheet, context, prompt)
     empty = not text.strip()
     categories = []
     total = 0.0
@@ -1114,15 +1180,19 @@ def score_report(
                 continue
             fraction, reason = outcome
             earned = spec.points * max(0.0, min(1.0, fraction))
-            checks.append(Check(name, spec.name, spec.points, earned, fraction >= spec.pass_at, reason))
-        possible = sum(c.points for c in checks)
-        score = 100.0 * sum(c.earned for c in checks) / possible if possible else 0.0
+            checks.append(Check(name, spec.name, spec.points, earned, fraction >= spec.pass_at, reason, spec.factor))
+        additive = [c for c in checks if not c.factor]
+        possible = sum(c.points for c in additive)
+        score = 100.0 * sum(c.earned for c in additive) / possible if possible else 0.0
+        for c in checks:
+            if c.factor:
+                score *= c.earned / c.points
         categories.append(CategoryScore(name, weight_of[name], score, checks, skipped))
         total += weight_of[name] * score
-    caps = caps_for(fc)
+    caps = caps_for(fc, report.readability)
     score = min([total, *(c.limit for c in caps)])
     tier = tier_for(score)
-    return RubricScore(task, score, tier.name, tier.meaning, categories, fc, total, caps)
+    return RubricScore(task, score, tier.name, tier.meaning, categories, fc, total, caps, report.readability)
 
 
 # Numbers decide whether a report can be used: a well-formatted report with wrong figures must not score as a good
@@ -1134,10 +1204,41 @@ CAPS: tuple[tuple[str, float, float], ...] = (
     ("many_wrong_figures", 64.0, 0.10),
     ("mostly_wrong_figures", 49.0, 0.25),
 )
+# Text a reader would throw away lands in Poor whatever its figures: figures stated for quantities in units they
+# never have, two or more of them ("cost of equity $93.7B", "ROIC: $50.57"), repetition over 20% (the reference
+# answers stay under 8%), or more than 40% of its words pasted from the DATA block.
+REPETITIVE = 0.20
+READABILITY_CAPS: tuple[tuple[str, float, float], ...] = (
+    ("misbound_figures", 49.0, 2),
+    ("repetitive", 49.0, REPETITIVE),
+    ("pasted_data", 49.0, 0.40),
+)
 
 
-def caps_for(fc: FactCheckResult) -> list[Cap]:
-    """The caps (``CAPS``) that the fact-check's errors impose."""
+def caps_for(fc: FactCheckResult, rd: Readability | None = None) -> list[Cap]:
+    """The caps (``CAPS``, ``READABILITY_CAPS``) that the fact-check's errors and the text's readability impose."""
+    found = _figure_caps(fc)
+    misbound = [f for f in fc.figures if f.misbound]
+    for name, limit, threshold in READABILITY_CAPS:
+        if name == "misbound_figures":
+            if len(misbound) >= threshold:
+                found.append(
+                    Cap(
+                        name,
+                        limit,
+                        f"{len(misbound)} figures stated in a unit their quantity never has: "
+                        + "; ".join(f"{f.raw} as {f.quantity}" for f in misbound[:3]),
+                    )
+                )
+        elif rd is not None and name == "repetitive" and rd.repetition > threshold:
+            found.append(Cap(name, limit, f"repetition {rd.repetition:.0%} (over {threshold:.0%})"))
+        elif rd is not None and name == "pasted_data" and rd.copied_share > threshold:
+            reason = f"{rd.copied_share:.0%} of the words are DATA lines copied whole (over {threshold:.0%})"
+            found.append(Cap(name, limit, reason))
+    return found
+
+
+def _figure_caps(fc: FactCheckResult) -> list[Cap]:
     contradicting = [f for f in fc.figures if f.label == "derived_wrong" or (f.label == "unsupported" and f.quantity)]
     bad = fc.count("derived_wrong") + fc.count("unsupported")
     share = bad / len(fc.figures) if fc.figures else 0.0

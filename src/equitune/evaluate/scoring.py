@@ -359,9 +359,14 @@ def summarise_scores(scores: list[RubricScore]) -> dict[str, Any]:
             "unsupported": 0,
             "derived_wrong": 0,
             "failed_consistency": 0,
+            "misbound": 0,
+            "unattributed": 0,
+            "repetition": None,
+            "repetitive": 0,
         }
     totals = [s.score for s in scores]
     mean_score = statistics.fmean(totals)
+    repetition = [s.readability.repetition for s in scores if s.readability is not None]
     return {
         "outputs": len(scores),
         "mean_score": round(mean_score, 2),
@@ -376,6 +381,10 @@ def summarise_scores(scores: list[RubricScore]) -> dict[str, Any]:
         "unsupported": sum(s.fact_check.count("unsupported") for s in scores),
         "derived_wrong": sum(s.fact_check.count("derived_wrong") for s in scores),
         "failed_consistency": sum(len(s.fact_check.failed_consistency()) for s in scores),
+        "misbound": sum(s.fact_check.misbound for s in scores),
+        "unattributed": sum(s.fact_check.unattributed for s in scores),
+        "repetition": round(statistics.fmean(repetition), 4) if repetition else None,
+        "repetitive": sum(any(c.name == "repetitive" for c in s.caps) for s in scores),
     }
 
 

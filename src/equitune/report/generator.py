@@ -42,6 +42,8 @@ from equitune.data.families import FAMILY_IDS, get_family
 from equitune.data.schema import SYSTEM_PROMPT
 from equitune.errors import EquituneError
 from equitune.evaluate.factcheck import LABELS, FactCheckResult, FigureCheck, fact_check, line_at, stated_ratings
+from equitune.evaluate.readability import Readability, readability
+from equitune.evaluate.rubric import REPETITIVE
 from equitune.io import atomic_write_text
 from equitune.serve.progress import generation_progress
 from equitune.serve.runtime import (
@@ -261,6 +263,26 @@ class ReportSection:
     def truncated(self) -> bool:
         """Whether the model stopped at the token limit rather than finishing."""
         return self.generation is not None and self.generation.finish_reason == "length"
+
+    @property
+    def readability(self) -> Readability:
+        """Repetition, restated instruction and bare figures of the model's text (``equitune.evaluate.readability``)."""
+        return readability(self.text, self.prompt, self.check.figures)
+
+    def notes(self) -> list[str]:
+        """What a reader should know before reading the section: cut short, repetitive, restating its request."""
+        found = []
+        if self.truncated:
+            found.append("The model reached its token limit; this section is cut short.")
+        rd = self.readability
+        if rd.repetition > REPETITIVE:
+            found.append(
+                f"The model repeats itself here ({rd.repetition:.0%} of its lines or phrases are repeats); "
+                "a rubric scores such text Poor."
+            )
+        if rd.restates_instruction:
+            found.append("The model restates its request here before answering.")
+        return found
 
 
 # Where a wrong derived figure is corrected to: the company's own headline value of the quantity the words name.
@@ -833,7 +855,7 @@ def render_markdown(report: ResearchReport) -> str:
     parts.append("## Estimates\n\n" + markdown_table(*_estimates_rows(ctx)).rstrip())
     parts.append("## Valuation Summary\n\n" + markdown_table(*_valuation_rows(ctx)).rstrip())
     for s in report.sections:
-        note = "\n\n*The model reached its token limit; this section is cut short.*" if s.truncated else ""
+        note = "".join(f"\n\n*{n}*" for n in s.notes())
         parts.append(f"## {s.title}\n\n{s.final or '*The model returned no text for this section.*'}{note}")
     parts.append("## Price Target and Scenarios\n\n" + markdown_table(*_scenario_rows(ctx)).rstrip())
     ranges = valuation_ranges(ctx)
@@ -886,8 +908,7 @@ def render_html(report: ResearchReport) -> str:
     body.append(section("Valuation Summary", table(*_valuation_rows(ctx), numeric={1})))
     for s in report.sections:
         content = _markdown_to_html(s.final) if s.final else '<p class="muted">The model returned no text.</p>'
-        if s.truncated:
-            content += '<p class="muted">The model reached its token limit; this section is cut short.</p>'
+        content += "".join(f'<p class="muted">{esc(n)}</p>' for n in s.notes())
         body.append(section(s.title, content))
 
     scenarios = {s.name: s.value_per_share for s in a.scenarios}

@@ -363,6 +363,20 @@ def _benchmark_section(doc: _Document, results: Mapping[str, Any]) -> None:
             "",
         ]
     )
+    for key, label in (
+        ("misbound", "figures in a unit their quantity never has"),
+        ("unattributed", "figures bound to no quantity"),
+        ("repetitive", "answers capped for repetition"),
+    ):
+        rows.append([label, _fmt(base.get(key), "{:.0f}"), _fmt(cand.get(key), "{:.0f}"), ""])
+    rows.append(
+        [
+            "repetition (mean)",
+            _pct(base.get("repetition")),
+            _pct(cand.get("repetition")),
+            rate_delta(cand.get("repetition"), base.get("repetition")),
+        ]
+    )
     rows.append(["answers scored", _fmt(base.get("outputs"), "{:.0f}"), _fmt(cand.get("outputs"), "{:.0f}"), ""])
     rows.append(["generation speed (tokens/s)", _fmt(generation_rate(base_gen)), _fmt(generation_rate(cand_gen)), ""])
     rows.append(
