@@ -53,6 +53,7 @@ def test_generated_examples_are_clean(tmp_path: Path) -> None:
     [
         ("The price target moves from $172.62 to $172.62 under this scenario.", "self-comparison"),
         ("At $99.24 the DCF value sits above the DCF value of $99.24 we set out.", "self-comparison"),
+        ("The rating is SELL with an upside of -18.0% to -18.0% on our numbers.", "self-comparison"),
         (
             "Our $245.99 target blends a DCF value of $99.24 with a comparables value of $245.99 (comparables value "
             "alone).",
@@ -102,6 +103,7 @@ def test_a_rating_against_the_stated_bands_is_reported() -> None:
 def test_level_figures_and_true_directions_pass() -> None:
     text = (
         "Revenue rose to $391.0B from $383.3B. The margin fell from 31.5% to 29.8%. "
-        "ROIC of 95.0% sits above the 9.4% WACC. The price target stays at $172.62."
+        "ROIC of 95.0% sits above the 9.4% WACC. The price target stays at $172.62. "
+        "Scenario values run from $161.96 to $185.14, bear -35.3% to bull -26.1%."
     )
     assert coherence_issues(text) == []

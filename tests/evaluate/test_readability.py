@@ -90,7 +90,7 @@ def test_reference_answers_are_clear_of_every_readability_measure(references: li
         assert rd.repetition <= 0.10 and not rd.restates_instruction, where
         assert rd.copied_share <= 0.15 and rd.bare_figures == 0, where
         factors = [c for c in s.checks if c.factor]
-        assert {c.name for c in factors} == {"no_repetition", "own_words", "figures_in_sentences"}
+        assert {c.name for c in factors} == {"no_repetition", "own_words", "figures_in_sentences", "coherent"}
         assert all(c.passed for c in factors), (where, [c.reason for c in factors if not c.passed])
 
 
@@ -152,3 +152,17 @@ def test_the_summary_reports_repetition_and_binding(references: list[Any]) -> No
     assert summary["repetition"] is not None and summary["repetition"] > 0.2
     assert summary["misbound"] == 0
     assert summary["unattributed"] == sum(s.fact_check.unattributed for s in scores) > 0
+
+
+def test_contradictions_cost_the_reasoning_score(references: list[Any]) -> None:
+    ref = _reference(references)
+    clean = score_report(ref.response, ref.family, ref.context, prompt=ref.prompt)
+    target = fmt_price(ref.context.analysis.target.price_target)
+    body, disclaimer = ref.response.rsplit("\n", 1)
+    spoiled = f"{body}\nThe price target ranges from {target} to {target} over the year.\n{disclaimer}"
+    s = score_report(spoiled, ref.family, ref.context, prompt=ref.prompt)
+    coherent = next(c for c in s.checks if c.name == "coherent")
+    assert not coherent.passed and coherent.earned == 0.75 and "moves a value to itself" in coherent.reason
+    reasoning = s.category("investment_reasoning").score
+    assert abs(reasoning - 0.75 * clean.category("investment_reasoning").score) < 1e-6
+    assert next(c for c in clean.checks if c.name == "coherent").passed

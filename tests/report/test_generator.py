@@ -157,6 +157,27 @@ def test_each_section_is_prompted_as_in_training(
     assert [s.key for s in report.sections] == list(SECTION_TITLES)
 
 
+def test_only_the_trained_families_are_asked_for_and_the_report_names_the_rest(
+    ctx: ExampleContext, universe: list[Company]
+) -> None:
+    from equitune.config import EquituneConfig
+
+    config = EquituneConfig.model_validate({"data": {"families": ["executive_summary", "valuation"]}})
+    runtime = StandInRuntime(ctx, reference)
+    generator = EnhancedEquityResearchGenerator(config, runtime=runtime, universe=universe, progress=False)
+    report = generator.generate_comprehensive_report(TICKER, format="both")
+    assert [key for _, key in runtime.calls] == ["executive_summary", "valuation"]
+    assert [s.key for s in report.sections] == ["executive_summary", "valuation"]
+    note = "Not requested, because the configuration does not train the model for them (data.families)"
+    assert note in report.markdown and "Financial Analysis, Investment Thesis" in report.markdown
+    assert "## Financial Analysis" not in report.markdown
+    assert "Not requested" in report.html
+
+
+def test_a_report_of_every_family_names_none_left_out(clean: tuple[ResearchReport, StandInRuntime]) -> None:
+    assert "Not requested" not in clean[0].markdown
+
+
 # ------------------------------------------------------------------------------------------- fact-check
 
 

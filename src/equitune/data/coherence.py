@@ -4,7 +4,7 @@ The figure check (``equitune.data.validate``) makes sure every number is right; 
 sentences built on them make sense. Each rule finds one kind of contradiction a reader would catch at once:
 
 * **self-comparison**: a value compared with, or moved to, itself ("from $106.82 to $106.82", "$99 above
-  $99");
+  $99", "upside -18.0% to -18.0%");
 * **single-source blend**: a target said to *blend* values while one of them is "alone", excluded or negative;
 * **direction**: a stated direction against the numbers ("rose to $5.8B from $6.4B", "up from 12.0%" when the
   figure is lower);
@@ -140,14 +140,17 @@ def coherence_issues(text: str, data: str = "", figures: list[Figure] | None = N
             continue
         gap = text[first.end : second.start]
         if gap == " to ":
+            same = first.value == second.value and first.raw.strip() == second.raw.strip()
             if text.endswith("from ", 0, first.start):
-                if first.value == second.value and first.raw.strip() == second.raw.strip():
+                if same:
                     add(
                         first.start,
                         "self-comparison",
                         f"moves a value to itself: from {first.raw.strip()} to {second.raw.strip()}",
                     )
                 _direction(text, first.start - 5, second, first, add)
+            elif same:
+                add(first.start, "self-comparison", f"a range from a value to itself: {first.raw.strip()} to itself")
         elif gap == " from ":
             if text.endswith("to ", 0, first.start):
                 _direction(text, first.start - 3, first, second, add)

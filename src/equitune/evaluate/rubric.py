@@ -18,9 +18,11 @@ more than 25% at 49 - a well-formatted report with wrong figures must not score 
 
 Text must read as text (``equitune.evaluate.readability``): repetition, a restated instruction or pasted DATA
 block, and figures with no sentence around them are *factor* checks of the structure category, which multiply
-its score by the share they earn (a flaw can only cost). Unreadable text is capped at 49 whatever its figures
-(``READABILITY_CAPS``): two or more figures stated in a unit their quantity never has, repetition over 20%, or
-more than 40% of the words pasted from the DATA block.
+its score by the share they earn (a flaw can only cost); so does the coherence check of the reasoning
+category (``equitune.data.coherence``: a value compared with or moved to itself, a one-source blend, a direction
+against the numbers, a rating against its bands; a quarter off per contradiction). Unreadable text is capped at
+49 whatever its figures (``READABILITY_CAPS``): two or more figures stated in a unit their quantity never has,
+repetition over 20%, or more than 40% of the words pasted from the DATA block.
 
 Not every check applies to every task (``CHECKS`` / ``APPLIES_TO``): the rating, target-with-upside and
 rating-consistency checks apply to the executive summary, valuation, investment thesis and risk assessment (an
@@ -45,6 +47,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from equitune.data.coherence import Incoherence, coherence_issues
 from equitune.data.facts import FactSheet
 from equitune.data.families import FAMILY_IDS
 from equitune.evaluate.factcheck import (
@@ -208,9 +211,17 @@ class _Report:
     by_quantity: dict[str, list[FigureCheck]] = field(default_factory=dict)
     figures_per_line: dict[int, list[FigureCheck]] = field(default_factory=dict)
 
+    prompt: str = ""
+
     @cached_property
     def lexicon(self) -> dict[str, list[str]]:
         return lexicon(self.lower)
+
+    @cached_property
+    def incoherence(self) -> list[Incoherence]:
+        """The contradictions ``equitune.data.coherence`` finds, read against the prompt's DATA block."""
+        at = self.prompt.find("DATA\n")
+        return coherence_issues(self.text, self.prompt[at:] if at >= 0 else "")
 
     @cached_property
     def by_fact(self) -> dict[str, list[FigureCheck]]:
@@ -231,7 +242,8 @@ class _Report:
         context: ExampleContext | None,
         prompt: str = "",
     ) -> _Report:
-        report = cls(text, text.lower(), family, fc, sheet, context, readability(text, prompt, fc.figures))
+        rd = readability(text, prompt, fc.figures)
+        report = cls(text, text.lower(), family, fc, sheet, context, rd, prompt=prompt)
         offset = 0
         for number, line in enumerate(text.split("\n")):
             report.lines.append(line)
@@ -540,6 +552,14 @@ def _justified(lower: str) -> int:
         if ("buy" in line or "hold" in line or "sell" in line) and _RATING_WORD.search(line):
             count += sum(1 for s in line.split(". ") if _RATING_WORD.search(s) and _REASON.search(s))
     return count
+
+
+def _coherent(r: _Report) -> Outcome:
+    issues = r.incoherence
+    if not issues:
+        return 1.0, "no sentence contradicts another or the figures (equitune.data.coherence)"
+    shown = "; ".join(f"line {i.line}: {i.message}" for i in issues[:3])
+    return max(0.0, 1.0 - 0.25 * len(issues)), f"{len(issues)} contradiction(s): {shown}"
 
 
 def _reasoning(r: _Report) -> Outcome:
@@ -1098,6 +1118,9 @@ CHECKS: tuple[CheckSpec, ...] = (
               _judgements, "figures read as strong or weak, above or below"),
     CheckSpec("investment_reasoning", "conclusion", 10, frozenset({"financial_analysis", "industry_analysis"}),
               _conclusion, "a conclusion or takeaway"),
+    CheckSpec("investment_reasoning", "coherent", 1, _ALL, _coherent,
+              "no self-comparison, one-source blend, direction against the numbers, rating against its bands "
+              "(factor 1 - 0.25 per contradiction)", factor=True),
     CheckSpec("investment_reasoning", "reasoning_links", 10, _ALL, _reasoning,
               "explicit reasoning (so, because, which means)"),
     # Technical depth.

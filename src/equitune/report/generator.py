@@ -3,7 +3,9 @@ keeps them honest.
 
 ``EnhancedEquityResearchGenerator.generate_comprehensive_report("AAPL")`` gathers the company's data, runs the
 finance engine (ratios, WACC, DCF with sensitivity, comparables, price target, scenarios, estimates) through
-``equitune.data.context.build_context``, and asks the model for six sections. Each section's prompt is exactly
+``equitune.data.context.build_context``, and asks the model for one section per task family the configuration
+trains (``data.families``: all six by default; a model trained on executive summaries only is asked for that
+section alone, and the report says which sections it leaves out). Each section's prompt is exactly
 what the fine-tuned model was trained on: the task family's instruction, a blank line and the family's DATA
 block, under ``SYSTEM_PROMPT``.
 
@@ -480,7 +482,7 @@ def _tidy(text: str) -> str:
 
 @dataclass
 class ResearchReport:
-    """A finished report: the engine's context, the six reviewed sections, and its Markdown and HTML."""
+    """A finished report: the engine's context, the reviewed model-written sections, and its Markdown and HTML."""
 
     ticker: str
     context: ExampleContext
@@ -611,6 +613,12 @@ class EnhancedEquityResearchGenerator:
         company, universe = self.company(ticker)
         return build_context(company, universe, assumptions=self.config.valuation)
 
+    @property
+    def section_keys(self) -> list[str]:
+        """The sections the model is asked for: the task families the configuration trains, in report order."""
+        trained = set(self.config.data.families)
+        return [key for key in SECTION_TITLES if key in trained]
+
     @staticmethod
     def section_prompt(ctx: ExampleContext, key: str) -> str:
         """The prompt of one section, as training built it: the family's instruction, a blank line, its DATA
@@ -629,8 +637,8 @@ class EnhancedEquityResearchGenerator:
         out_dir: str | Path | None = None,
         progress: bool | None = None,
     ) -> ResearchReport:
-        """Analyse ``ticker`` with the engine, have the model write the six sections, fact-check them, and
-        assemble the report; with ``out_dir`` it is also saved there in ``format`` (md, html or both)."""
+        """Analyse ``ticker`` with the engine, have the model write its sections (``section_keys``), fact-check
+        them, and assemble the report; with ``out_dir`` it is also saved there in ``format`` (md, html or both)."""
         if format not in FORMATS:
             raise ValueError(f"unknown report format '{format}'; valid: {', '.join(FORMATS)}")
         began = time.perf_counter()
@@ -638,11 +646,12 @@ class EnhancedEquityResearchGenerator:
         engine = self.ollama_engine
         sections: list[ReportSection] = []
         show = self.progress if progress is None else progress
-        prompts = {key: self.section_prompt(ctx, key) for key in SECTION_TITLES}
+        prompts = {key: self.section_prompt(ctx, key) for key in self.section_keys}
         enabled = sys.stderr.isatty() if show is None else show
         with generation_progress(enabled, f"{ctx.ticker}: writing the sections", len(prompts)) as update:
             generations = engine.write_many(SYSTEM_PROMPT, list(prompts.values()), progress=update)
-        for (key, title), generation in zip(SECTION_TITLES.items(), generations, strict=True):
+        for key, generation in zip(prompts, generations, strict=True):
+            title = SECTION_TITLES[key]
             section = review_section(generation.text.strip(), ctx, key=key, title=title, prompt=prompts[key])
             section.generation = generation
             sections.append(section)
@@ -818,6 +827,18 @@ def _sources(report: ResearchReport) -> list[str]:
     ]
 
 
+def _left_out(report: ResearchReport) -> str:
+    """The sentence naming the sections the model was not asked for (empty when it wrote all of them)."""
+    written = {s.key for s in report.sections}
+    missing = [title for key, title in SECTION_TITLES.items() if key not in written]
+    if not missing:
+        return ""
+    return (
+        f"Written by the model: {', '.join(s.title for s in report.sections) or 'no section'}. Not requested, because "
+        f"the configuration does not train the model for them (data.families): {', '.join(missing)}."
+    )
+
+
 def _title(report: ResearchReport) -> str:
     return f"{report.company.name} ({report.ticker}): Equity Research Report"
 
@@ -840,7 +861,7 @@ def _headline(report: ResearchReport) -> tuple[list[str], list[list[object]]]:
 
 
 def render_markdown(report: ResearchReport) -> str:
-    """The report as Markdown: title, engine header box, estimates, the six sections, price and valuation
+    """The report as Markdown: title, engine header box, estimates, the model's sections, price and valuation
     tables (the charts' data; Markdown embeds no images), the fact-check appendix, data sources, disclaimer."""
     from equitune.report.html import markdown_table
 
@@ -854,6 +875,9 @@ def render_markdown(report: ResearchReport) -> str:
     )
     parts.append("## Estimates\n\n" + markdown_table(*_estimates_rows(ctx)).rstrip())
     parts.append("## Valuation Summary\n\n" + markdown_table(*_valuation_rows(ctx)).rstrip())
+    left_out = _left_out(report)
+    if left_out:
+        parts.append(f"*{left_out}*")
     for s in report.sections:
         note = "".join(f"\n\n*{n}*" for n in s.notes())
         parts.append(f"## {s.title}\n\n{s.final or '*The model returned no text for this section.*'}{note}")
@@ -906,6 +930,9 @@ def render_html(report: ResearchReport) -> str:
     body.append(f'<p class="muted">Target: {esc(t.blend)}. Rating bands: {esc(t.rating_bands)}.</p>')
     body.append(section("Estimates", table(*_estimates_rows(ctx), numeric={1, 2})))
     body.append(section("Valuation Summary", table(*_valuation_rows(ctx), numeric={1})))
+    left_out = _left_out(report)
+    if left_out:
+        body.append(f'<p class="muted">{esc(left_out)}</p>')
     for s in report.sections:
         content = _markdown_to_html(s.final) if s.final else '<p class="muted">The model returned no text.</p>'
         content += "".join(f'<p class="muted">{esc(n)}</p>' for n in s.notes())
