@@ -236,6 +236,16 @@ class EvaluationConfig(_Section):
     repeat_penalty: float = Field(
         1.1, ge=0, le=3, description="Repeat penalty while generating (1.0 = none; the Modelfile's default is 1.1)."
     )
+    grounded: bool = Field(
+        False,
+        description="Grounded decoding of the held-out answers: the embedded llama.cpp runtime lets the model write "
+        "only numerals of the prompt's DATA block, years and small counts (equitune.serve.grounding).",
+    )
+    grounded_report: bool = Field(
+        True,
+        description="Grounded decoding of the research report's sections (the embedded llama.cpp runtime; other "
+        "runtimes cannot apply it and the report says so).",
+    )
     samples: int = Field(1, ge=1, le=100, description="Answers per prompt and model (1 = one greedy answer).")
     batch_size: int = Field(
         DEFAULT_BATCH_SIZE,

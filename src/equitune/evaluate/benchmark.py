@@ -258,6 +258,13 @@ def generate_answers(
             messages.insert(0, Message("system", prompt.system))
         conversations.append(messages)
     options = [generation_options(config, sample, samples) for _, sample in jobs]
+    if config.evaluation.grounded:
+        from equitune.serve.grounding import accepts_grammar, grounded
+
+        if accepts_grammar(runtime):
+            options = [grounded(o, prompt.prompt) for o, (prompt, _) in zip(options, jobs, strict=True)]
+        else:
+            log.warning("%s cannot apply grounded decoding; %s answers without it", runtime.name, model_name)
     began = time.perf_counter()
     with generation_progress(progress, f"{model_name}: generating", len(jobs)) as update:
         generations = chat_many(

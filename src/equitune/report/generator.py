@@ -47,6 +47,7 @@ from equitune.evaluate.factcheck import LABELS, FactCheckResult, FigureCheck, fa
 from equitune.evaluate.readability import Readability, readability
 from equitune.evaluate.rubric import REPETITIVE
 from equitune.io import atomic_write_text
+from equitune.serve import grounding
 from equitune.serve.progress import generation_progress
 from equitune.serve.runtime import (
     BatchProgress,
@@ -176,14 +177,28 @@ class ReportEngine:
         return self._answer(lambda runtime: runtime.chat(messages, self.options))
 
     def write_many(
-        self, system: str, prompts: Sequence[str], progress: BatchProgress | None = None
+        self,
+        system: str,
+        prompts: Sequence[str],
+        progress: BatchProgress | None = None,
+        *,
+        grounded: bool = False,
     ) -> list[Generation]:
         """Every prompt completed under the ``system`` prompt with ``options``, all in one batch (decoded together
-        by llama.cpp, concurrent requests to a server); the answers in the order of ``prompts``."""
+        by llama.cpp, concurrent requests to a server); the answers in the order of ``prompts``. ``grounded`` adds
+        each prompt's DATA-block grammar (``equitune.serve.grounding``); ask ``can_ground`` first."""
         conversations = [[Message("system", system), Message("user", p)] for p in prompts]
+        options: GenerationOptions | list[GenerationOptions] = self.options
+        if grounded:
+            options = [grounding.grounded(self.options, p) for p in prompts]
         return self._answer(
-            lambda runtime: chat_many(runtime, conversations, self.options, batch_size=len(prompts), progress=progress)
+            lambda runtime: chat_many(runtime, conversations, options, batch_size=len(prompts), progress=progress)
         )
+
+    @property
+    def can_ground(self) -> bool:
+        """Whether the runtime of ``default_model`` applies grounded decoding (opens it if needed)."""
+        return grounding.accepts_grammar(self.runtime)
 
     def _answer(self, call: Callable[[Runtime], _T]) -> _T:
         """``call`` on the open runtime; a client library's own error (HTTP, llama.cpp) becomes a
@@ -493,6 +508,7 @@ class ResearchReport:
     generated: dt.date
     elapsed_s: float = 0.0
     paths: list[Path] = field(default_factory=list)
+    grounded: bool | None = None  # grounded decoding: True applied, False asked for but not possible, None off
 
     @property
     def company(self) -> Company:
@@ -649,7 +665,8 @@ class EnhancedEquityResearchGenerator:
         prompts = {key: self.section_prompt(ctx, key) for key in self.section_keys}
         enabled = sys.stderr.isatty() if show is None else show
         with generation_progress(enabled, f"{ctx.ticker}: writing the sections", len(prompts)) as update:
-            generations = engine.write_many(SYSTEM_PROMPT, list(prompts.values()), progress=update)
+            grounded = self.config.evaluation.grounded_report and engine.can_ground
+            generations = engine.write_many(SYSTEM_PROMPT, list(prompts.values()), progress=update, grounded=grounded)
         for key, generation in zip(prompts, generations, strict=True):
             title = SECTION_TITLES[key]
             section = review_section(generation.text.strip(), ctx, key=key, title=title, prompt=prompts[key])
@@ -675,6 +692,7 @@ class EnhancedEquityResearchGenerator:
             provider=self._provider_name,
             generated=dt.date.today(),
             elapsed_s=time.perf_counter() - began,
+            grounded=grounded if self.config.evaluation.grounded_report else None,
         )
         if out_dir is not None:
             report.save(out_dir, format)
@@ -823,8 +841,18 @@ def _sources(report: ResearchReport) -> list[str]:
         "Valuation: equitune finance engine (ratios, CAPM WACC, DCF with WACC x terminal-growth sensitivity, "
         f"peer multiples, blended price target, bull/base/bear scenarios); risk-free rate {pct(w.risk_free_rate)}, "
         f"equity risk premium {pct(w.equity_risk_premium)}; rating bands {a.target.rating_bands}.",
-        f"Text: written by {report.model} ({report.runtime}) from the engine's figures, then fact-checked.",
+        f"Text: written by {report.model} ({report.runtime}) from the engine's figures, then fact-checked"
+        + _grounding_note(report.grounded, report.runtime)
+        + ".",
     ]
+
+
+def _grounding_note(grounded: bool | None, runtime: str) -> str:
+    if grounded is None:
+        return ""
+    if grounded:
+        return "; grounded decoding: the model could write only numerals of each section's DATA block, years and counts"
+    return f"; grounded decoding was asked for, but the {runtime} runtime cannot apply it"
 
 
 def _left_out(report: ResearchReport) -> str:

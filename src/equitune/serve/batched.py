@@ -54,6 +54,7 @@ class SequenceRequest:
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     seed: int = 0
+    grammar: str | None = None  # GBNF text, applied after the penalties as create_completion applies it
 
 
 @dataclass
@@ -295,6 +296,9 @@ class BatchDecoder:
         """The request's sampler chain, built by llama-cpp-python's own ``Llama._init_sampler`` with the request's
         seed, exactly as ``create_completion`` builds it."""
         seeded = LlamaView(self._llm, _seed=request.seed)
+        grammar = None
+        if request.grammar is not None:
+            grammar = self._lib.llama_grammar.LlamaGrammar.from_string(request.grammar, verbose=False)
         return type(self._llm)._init_sampler(
             seeded,
             top_k=request.top_k,
@@ -305,6 +309,7 @@ class BatchDecoder:
             repeat_penalty=request.repeat_penalty,
             frequency_penalty=request.frequency_penalty,
             presence_penalty=request.presence_penalty,
+            grammar=grammar,
         )
 
     def _accept(self, slot: _Slot, token: int, limit: int) -> bytes | None:

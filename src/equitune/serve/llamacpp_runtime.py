@@ -87,6 +87,7 @@ class LlamaCppRuntime:
     """
 
     name = "llama.cpp"
+    accepts_grammar = True  # GenerationOptions.grammar is applied by llama.cpp's grammar sampler
 
     def __init__(
         self,
@@ -292,6 +293,8 @@ class LlamaCppRuntime:
             params["top_k"] = opts.top_k
         if opts.repeat_penalty is not None:
             params["repeat_penalty"] = opts.repeat_penalty
+        if opts.grammar is not None:
+            params["grammar"] = self._llama_cpp.llama_grammar.LlamaGrammar.from_string(opts.grammar, verbose=False)
         return params
 
     def _timed(self, call: Callable[[], Any]) -> tuple[dict[str, Any], float, float]:
@@ -335,7 +338,7 @@ def _capture(**kwargs: Any) -> Any:
     raise _Captured(kwargs)
 
 
-_UNSUPPORTED = ("grammar", "logits_processor", "logit_bias", "suffix")
+_UNSUPPORTED = ("logits_processor", "logit_bias", "suffix")
 
 
 def _request_of(kwargs: dict[str, Any], llm: Any) -> SequenceRequest:
@@ -347,6 +350,7 @@ def _request_of(kwargs: dict[str, Any], llm: Any) -> SequenceRequest:
         raise ModelRuntimeError("batched decoding does not support mirostat sampling; use chat() or generate()")
     stop = kwargs.get("stop") or []
     seed = kwargs.get("seed")
+    grammar = kwargs.get("grammar")
     if seed is None:
         seed = random.Random(llm._seed).randint(0, 2**32)
     return SequenceRequest(
@@ -362,4 +366,5 @@ def _request_of(kwargs: dict[str, Any], llm: Any) -> SequenceRequest:
         frequency_penalty=float(kwargs.get("frequency_penalty", 0.0)),
         presence_penalty=float(kwargs.get("presence_penalty", 0.0)),
         seed=int(seed),
+        grammar=grammar._grammar if grammar is not None else None,
     )

@@ -35,7 +35,12 @@ _NS = 1e9
 
 def ollama_options(options: GenerationOptions) -> dict[str, Any]:
     """Ollama request ``options`` for ``options``. Options left at None are not sent, so the model's own
-    PARAMETERs apply; an empty ``stop`` is not sent either (an empty list would replace the Modelfile's stops)."""
+    PARAMETERs apply; an empty ``stop`` is not sent either (an empty list would replace the Modelfile's stops).
+    A grammar is refused: Ollama's ``format`` constrains answers to a JSON schema only."""
+    if options.grammar is not None:
+        raise ModelRuntimeError(
+            "Ollama cannot apply a grammar (grounded decoding); use the embedded llama.cpp runtime for it"
+        )
     out: dict[str, Any] = {"num_predict": options.max_tokens, "temperature": options.temperature}
     for name in ("top_p", "top_k", "repeat_penalty", "seed", "num_ctx"):
         value = getattr(options, name)

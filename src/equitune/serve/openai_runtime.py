@@ -109,6 +109,11 @@ class OpenAIRuntime(ConcurrentRequests):
             params["top_k"] = opts.top_k
         if opts.repeat_penalty is not None:
             params["repeat_penalty"] = opts.repeat_penalty
+        if opts.grammar is not None:
+            raise ModelRuntimeError(
+                f"the endpoint {self.endpoint} is not known to apply a grammar (grounded decoding); use the embedded "
+                "llama.cpp runtime for it"
+            )
         return params
 
     def _generation(self, text: str, choice: dict[str, Any], data: dict[str, Any], elapsed: float) -> Generation:

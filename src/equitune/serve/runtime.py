@@ -44,6 +44,7 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     num_ctx: int | None = None
+    grammar: str | None = None  # a GBNF grammar the answer must follow (equitune.serve.grounding builds one)
 
 
 @dataclass(frozen=True)
