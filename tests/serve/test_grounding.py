@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from equitune.data.blocks import split_prompt
 from equitune.serve.grounding import (
     accepts_grammar,
     allowed_numerals,
-    data_block,
     data_numerals,
     grounded,
     grounded_grammar,
@@ -34,8 +34,8 @@ DATA_FIGURES = ["93.58", "1,234.5", "0.87", "2024", "19.7", "5.4", "4.05", "966"
 
 def test_numerals_are_read_in_the_form_the_data_writes_them() -> None:
     assert data_numerals("$1,234.5M (-2.0%), 2024-12-31, 7x") == {"1,234.5", "2.0", "2024", "12", "31", "7"}
-    block = data_block(PROMPT)
-    assert block is not None and block.startswith("Company:")
+    block = split_prompt(PROMPT)[1]
+    assert block is not None and block.lstrip("\n").startswith("Company:")
     assert set(DATA_FIGURES) <= data_numerals(block)
     allowed = allowed_numerals(PROMPT)
     assert allowed is not None and {"2030", "5", "0"} <= allowed  # years and small counts are always allowed

@@ -7,6 +7,8 @@ is written "n/a", never invented.
 
 from __future__ import annotations
 
+import re
+
 from equitune.data.context import ExampleContext
 from equitune.finance.analysis import CompanyAnalysis
 from equitune.finance.dcf import SensitivityTable
@@ -15,6 +17,17 @@ from equitune.formatting import fmt_bp, fmt_money, fmt_multiple, fmt_pct, fmt_pr
 from equitune.market.models import FiscalYear
 
 NA = "n/a"
+
+_DATA_LINE = re.compile(r"(?m)^DATA\s*$")
+
+
+def split_prompt(prompt: str) -> tuple[str, str | None]:
+    """A prompt built with ``data_block`` cut at its ``DATA`` line: (the instruction before it, the block after
+    it); the block is None when the prompt has no DATA line."""
+    match = _DATA_LINE.search(prompt)
+    if match is None:
+        return prompt, None
+    return prompt[: match.start()], prompt[match.end() :]
 
 
 def money(value: float | None) -> str:

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from equitune.data.blocks import split_prompt
+
 NGRAM = 5
 MIN_LINE_WORDS = 3
 RESTATED_WORDS = 8
@@ -114,8 +116,7 @@ def _words(text: str) -> list[str]:
 
 def instruction_of(prompt: str) -> str:
     """The prompt's instruction: its text before the DATA block (all of it when it has none)."""
-    match = re.search(r"(?m)^DATA\s*$", prompt)
-    return prompt[: match.start()] if match else prompt
+    return split_prompt(prompt)[0]
 
 
 def repeated_lines(text: str) -> tuple[int, int]:
@@ -173,12 +174,12 @@ def restated(text: str, prompt: str) -> tuple[int, str]:
 
 def copied_words(text: str, prompt: str) -> int:
     """Words of the answer that lie in whole DATA lines it copies verbatim."""
-    match = re.search(r"(?m)^DATA\s*$", prompt)
-    if match is None:
+    block = split_prompt(prompt)[1]
+    if block is None:
         return 0
     answer = " " + " ".join(_words(text)) + " "
     copied = 0
-    for line in prompt[match.end() :].split("\n"):
+    for line in block.split("\n"):
         words = _words(line)
         if len(words) >= RESTATED_WORDS:
             copied += answer.count(" " + " ".join(words) + " ") * len(words)

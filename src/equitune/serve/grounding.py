@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from equitune.data.blocks import split_prompt
 from equitune.serve.runtime import GenerationOptions
 
 YEARS = range(1990, 2041)
@@ -35,16 +36,6 @@ SMALL_COUNTS = range(0, 13)
 NUMERAL = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 """A numeral as the grammar sees one: digits, optional thousands groups, an optional decimal part."""
 
-_DATA = "DATA\n"
-
-
-def data_block(prompt: str) -> str | None:
-    """The prompt's DATA block (from its ``DATA`` line to the end), None when it has none."""
-    at = prompt.find(_DATA)
-    if at == -1 or (at > 0 and prompt[at - 1] != "\n"):
-        return None
-    return prompt[at + len(_DATA) :]
-
 
 def data_numerals(text: str) -> set[str]:
     """Every numeral written in ``text``, in the form it is written (``"$1,234.5M (-2.0%)"`` -> 1,234.5 and 2.0)."""
@@ -54,7 +45,7 @@ def data_numerals(text: str) -> set[str]:
 def allowed_numerals(prompt: str) -> set[str] | None:
     """The numerals an answer to ``prompt`` may write: its DATA block's, the years and the small counts; None when
     the prompt has no DATA block (then there is nothing to ground the answer in)."""
-    block = data_block(prompt)
+    block = split_prompt(prompt)[1]
     if block is None:
         return None
     return data_numerals(block) | {str(y) for y in YEARS} | {str(n) for n in SMALL_COUNTS}
