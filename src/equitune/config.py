@@ -74,7 +74,13 @@ class TrainingConfig(_Section):
     seed: int = Field(42, ge=0, description="Seed for data order and adapter initialisation.")
     logging_steps: int = Field(1, ge=1, description="Write a metrics.jsonl line every N optimiser steps.")
     eval_steps: int = Field(50, ge=1, description="Evaluate on valid.jsonl every N optimiser steps.")
+    max_eval_examples: int | None = Field(
+        None, ge=1, description="Validation examples per evaluation, evenly spaced over valid.jsonl (null = all)."
+    )
     save_steps: int = Field(50, ge=1, description="Write a resumable checkpoint every N optimiser steps.")
+    keep_checkpoints: int = Field(
+        2, ge=0, description="Checkpoints kept in finetuned_models/<name>/checkpoints/, the newest (0 = every one)."
+    )
     early_stopping_patience: int | None = Field(
         3, ge=1, description="Stop after N evaluations without a better validation loss (null = never)."
     )

@@ -130,3 +130,30 @@ def test_grounded_generation_writes_only_data_numerals_one_at_a_time_and_batched
     assert [g.text for g in batched] == [g.text for g in single]  # the same seed, the same answer
     free = tiny.chat(conversation, GenerationOptions(max_tokens=32, temperature=0.8, seed=0))
     assert not free.text.startswith("Target $")  # the grammar, not the model, wrote the frame
+
+
+def test_greedy_batched_decoding_checks_the_grammar_and_picks_what_the_full_grammar_picks(tiny: Any) -> None:
+    """Greedy requests in the batched decoder ask the grammar only about the chain's choice and fall back to the
+    full grammar when it is rejected; the text must be the one ``create_completion`` writes with the grammar over
+    every candidate. The forced frame makes the fallback run (the tiny model never writes "Target $" itself)."""
+    allowed = allowed_numerals(PROMPT)
+    assert allowed is not None
+    rules = numeral_grammar(allowed).split("\n", 1)[1]
+    forced = 'root ::= "Target $" num " today."\n' + rules
+    conversation = [Message("user", PROMPT)]
+    for grammar in (forced, grounded_grammar(PROMPT)):
+        options = GenerationOptions(max_tokens=48, temperature=0.0, repeat_penalty=1.1, grammar=grammar)
+        single = tiny.chat(conversation, options)
+        batched = tiny.chat_many([conversation] * 3, options, batch_size=3)
+        assert [g.text for g in batched] == [single.text] * 3
+        assert ungrounded_numerals(single.text, allowed) == []
+    framed = tiny.chat_many([conversation], GenerationOptions(max_tokens=32, temperature=0.0, grammar=forced))[0]
+    assert framed.text.startswith("Target $") and framed.text.endswith(" today."), framed.text
+
+
+def test_a_grammar_llama_cpp_cannot_parse_is_one_clear_error(tiny: Any) -> None:
+    from equitune.serve.runtime import ModelRuntimeError
+
+    options = GenerationOptions(max_tokens=8, temperature=0.0, grammar='root ::= "unterminated')
+    with pytest.raises(ModelRuntimeError, match="grammar"):
+        tiny.chat_many([[Message("user", "Hello")]], options)

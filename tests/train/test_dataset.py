@@ -142,3 +142,14 @@ def test_batch_order_is_deterministic_complete_and_resumable() -> None:
     grouped = sum(b.input_ids.numel() - b.num_tokens for b in batches)
     plain = sum(collate(ds, list(range(i, min(i + 4, 50)))).input_ids.numel() for i in range(0, 50, 4))
     assert grouped < plain - sum(lengths)
+
+
+def test_validation_subset_is_spread_over_the_file_and_the_whole_file_without_a_limit() -> None:
+    from equitune.train.dataset import TokenizedDataset, TokenizedExample, TruncationStats
+    from equitune.train.pipeline import evenly_spaced
+
+    examples = [TokenizedExample(input_ids=[1, 2], labels=[-100, 2], line=n + 1) for n in range(21)]
+    dataset = TokenizedDataset(examples, TruncationStats(max_seq_length=16), pad_id=0, end_of_turn_id=2)
+    assert [e.line for e in evenly_spaced(dataset, 8).examples] == [1, 3, 6, 8, 11, 14, 16, 19]
+    assert evenly_spaced(dataset, None) is dataset and evenly_spaced(dataset, 21) is dataset
+    assert len(dataset) == 21  # the loaded set itself is left whole

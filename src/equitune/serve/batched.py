@@ -18,6 +18,12 @@ through llama.cpp's ``llama_batch`` / ``llama_decode``, with one sequence id per
   ``Llama._create_completion`` step by step: end-of-generation tokens, stop strings (the text is cut before the
   first), ``max_tokens``, the wait for a multi-byte UTF-8 character to finish. The same request therefore gets the
   same sampler, the same stops and the same text rules as ``create_completion`` one at a time.
+* **A grammar checked, not applied, while greedy.** ``create_completion`` runs a request's grammar over the whole
+  vocabulary at every step, which costs more than the step's decoding on a CPU. A greedy request here samples
+  without it and asks the grammar only about the token chosen; when the grammar rejects it, the step is sampled
+  again with the grammar over every candidate (llama.cpp's own ``common_sampler`` does the same). Penalties only
+  scale a logit and the grammar only removes tokens, so the greedy choice is the one the full grammar gives;
+  sampled requests keep the full grammar, whose draw the shortcut would change.
 
 How close batched greedy text comes to one-at-a-time text depends on llama.cpp's kernels, not on this code: see
 ``docs/batched_generation.md`` and ``benchmarks/generation_throughput.py``, which measures it.
@@ -26,10 +32,13 @@ How close batched greedy text comes to one-at-a-time text depends on llama.cpp's
 from __future__ import annotations
 
 import ctypes
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from equitune.serve.runtime import BatchProgress, ModelRuntimeError
 
@@ -208,7 +217,10 @@ class BatchDecoder:
                     self._decode(ctx, batch, entries)
                     now = time.perf_counter() - start
                     for slot, at in sample_at:
-                        token = int(lib.llama_sampler_sample(slot.sampler.sampler, ctx, at))
+                        if isinstance(slot.sampler, CheckedGrammar):
+                            token = slot.sampler.sample(ctx, at)
+                        else:
+                            token = int(lib.llama_sampler_sample(slot.sampler.sampler, ctx, at))
                         if slot.first_token_s is None:
                             slot.first_token_s = now
                         before = len(slot.tokens)
@@ -294,12 +306,14 @@ class BatchDecoder:
 
     def _sampler(self, request: SequenceRequest) -> Any:
         """The request's sampler chain, built by llama-cpp-python's own ``Llama._init_sampler`` with the request's
-        seed, exactly as ``create_completion`` builds it."""
+        seed, exactly as ``create_completion`` builds it; a greedy request's grammar is checked on the chain's
+        choice instead (``CheckedGrammar``)."""
         seeded = LlamaView(self._llm, _seed=request.seed)
+        checked = request.grammar is not None and request.temperature == 0.0
         grammar = None
-        if request.grammar is not None:
+        if request.grammar is not None and not checked:
             grammar = self._lib.llama_grammar.LlamaGrammar.from_string(request.grammar, verbose=False)
-        return type(self._llm)._init_sampler(
+        chain = type(self._llm)._init_sampler(
             seeded,
             top_k=request.top_k,
             top_p=request.top_p,
@@ -311,6 +325,10 @@ class BatchDecoder:
             presence_penalty=request.presence_penalty,
             grammar=grammar,
         )
+        if checked:
+            assert request.grammar is not None
+            return CheckedGrammar(self._lib, chain, self._llm._model.vocab, request.grammar, int(self._llm.n_vocab()))
+        return chain
 
     def _accept(self, slot: _Slot, token: int, limit: int) -> bytes | None:
         """``Llama._create_completion``'s rules for one sampled token: the text when the request is finished
@@ -362,3 +380,67 @@ class LlamaView:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._llm, name)
+
+
+_TOKEN_DATA = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
+
+
+class CheckedGrammar:
+    """A greedy sampler chain with a grammar that is asked only about the chain's choice.
+
+    ``sample`` runs the chain (penalties, then greedy) over all candidates and checks the token it picks against the
+    grammar with a one-candidate array; only when the grammar rejects it does it run the grammar over every
+    candidate and the chain again. Both the chain and the grammar then accept the token. The chosen token is always
+    the one ``create_completion`` picks with the grammar in its chain (see the module's notes)."""
+
+    def __init__(self, lib: Any, chain: Any, vocab: Any, grammar: str, n_vocab: int) -> None:
+        self._lib = lib
+        self.chain = chain
+        self._grammar = lib.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not self._grammar:
+            chain.close()
+            raise ModelRuntimeError("llama.cpp could not parse the request's grammar")
+        self._n = n_vocab
+        self._cells = (lib.llama_token_data * n_vocab)()
+        self._view = np.frombuffer(self._cells, dtype=_TOKEN_DATA)
+        self._ids = np.arange(n_vocab, dtype=np.intc)
+        self._all = lib.llama_token_data_array(self._cells, n_vocab, -1, False)
+        self._one_cell = (lib.llama_token_data * 1)()
+        self._one = lib.llama_token_data_array(self._one_cell, 1, -1, False)
+        self.rejections = 0  # steps at which the grammar overruled the chain's choice
+
+    def _fill(self, logits: Any) -> None:
+        self._view["id"] = self._ids
+        self._view["logit"] = np.ctypeslib.as_array(logits, shape=(self._n,))
+        self._view["p"] = 0.0
+        self._all.size, self._all.selected, self._all.sorted = self._n, -1, False
+
+    def _chosen(self) -> int:
+        if not 0 <= self._all.selected < self._all.size:
+            raise ModelRuntimeError("the grammar admits no token at this step")
+        return int(self._cells[self._all.selected].id)
+
+    def sample(self, ctx: Any, at: int) -> int:
+        lib = self._lib
+        logits = lib.llama_get_logits_ith(ctx, at)
+        self._fill(logits)
+        lib.llama_sampler_apply(self.chain.sampler, ctypes.byref(self._all))
+        token = self._chosen()
+        self._one_cell[0].id, self._one_cell[0].logit, self._one_cell[0].p = token, 0.0, 0.0
+        self._one.size, self._one.selected, self._one.sorted = 1, -1, False
+        lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
+        if not math.isfinite(self._one_cell[0].logit):
+            self.rejections += 1
+            self._fill(logits)
+            lib.llama_sampler_apply(self._grammar, ctypes.byref(self._all))
+            lib.llama_sampler_apply(self.chain.sampler, ctypes.byref(self._all))
+            token = self._chosen()
+        lib.llama_sampler_accept(self._grammar, token)
+        lib.llama_sampler_accept(self.chain.sampler, token)
+        return token
+
+    def close(self) -> None:
+        self.chain.close()
+        grammar, self._grammar = self._grammar, None
+        if grammar:
+            self._lib.llama_sampler_free(grammar)

@@ -4,6 +4,7 @@ run the LoRA loop, and leave everything in ``finetuned_models/<name>/``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -14,10 +15,22 @@ from equitune.errors import DataError, EquituneError
 from equitune.io import atomic_write_json
 
 if TYPE_CHECKING:
+    from equitune.train.dataset import TokenizedDataset
     from equitune.train.distributed import World
     from equitune.train.loop import TrainResult
 
 log = logging.getLogger("equitune.train")
+
+
+def evenly_spaced(dataset: TokenizedDataset, limit: int | None) -> TokenizedDataset:
+    """``dataset`` cut to ``limit`` examples spread evenly over it (the valid split is written company by company,
+    so the first few would all be one company's); the whole of it when ``limit`` is None or not smaller."""
+    total = len(dataset)
+    if limit is None or limit >= total:
+        return dataset
+    keep = [dataset.examples[(i * total) // limit] for i in range(limit)]
+    log.info("validation on %d of the %d valid examples (training.max_eval_examples)", limit, total)
+    return dataclasses.replace(dataset, examples=keep)
 
 
 def output_dir(config: EquituneConfig, name: str | None = None) -> Path:
@@ -149,6 +162,8 @@ def run_training(
         valid_set = load_dataset(valid_file, tokenizer, config.training.max_seq_length)
     else:
         log.warning("%s is missing or empty: no validation loss, no early stopping, last adapter kept", valid_file)
+    if valid_set is not None:
+        valid_set = evenly_spaced(valid_set, config.training.max_eval_examples)
     for split, dataset in (("train", train_set), ("valid", valid_set)):
         if dataset is not None and dataset.truncation.examples_truncated:
             t = dataset.truncation
@@ -177,6 +192,7 @@ def run_training(
         init_adapter=init_adapter,
         progress=progress,
         base_model=resolved.name,
+        keep_checkpoints=config.training.keep_checkpoints,
         world=world,
     )
     if world.is_main:
