@@ -407,7 +407,6 @@ class CheckedGrammar:
         self._all = lib.llama_token_data_array(self._cells, n_vocab, -1, False)
         self._one_cell = (lib.llama_token_data * 1)()
         self._one = lib.llama_token_data_array(self._one_cell, 1, -1, False)
-        self.rejections = 0  # steps at which the grammar overruled the chain's choice
 
     def _fill(self, logits: Any) -> None:
         self._view["id"] = self._ids
@@ -430,7 +429,6 @@ class CheckedGrammar:
         self._one.size, self._one.selected, self._one.sorted = 1, -1, False
         lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one))
         if not math.isfinite(self._one_cell[0].logit):
-            self.rejections += 1
             self._fill(logits)
             lib.llama_sampler_apply(self._grammar, ctypes.byref(self._all))
             lib.llama_sampler_apply(self.chain.sampler, ctypes.byref(self._all))
